@@ -1,0 +1,98 @@
+"""Atomic file writes: write a temporary file beside the target, fsync, then rename over it.
+
+A crash mid-write leaves the previous file intact. Tensors go to safetensors, everything else to JSON or YAML;
+nothing here writes or reads pickle.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from safetensors.torch import load_file, save_file
+
+from prunekit.errors import UserError
+
+
+def _atomic_write(path: str | os.PathLike[str], write: Callable[[str], None]) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_text(path: str | os.PathLike[str], text: str) -> None:
+    def write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(text)
+
+    _atomic_write(path, write)
+
+
+def write_json(path: str | os.PathLike[str], obj: Any) -> None:
+    write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def write_yaml(path: str | os.PathLike[str], obj: Any) -> None:
+    write_text(path, yaml.safe_dump(obj, sort_keys=False))
+
+
+def append_jsonl(path: str | os.PathLike[str], record: Mapping[str, Any]) -> None:
+    """Append one JSON line (a single write call, flushed and fsynced)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(record, sort_keys=True) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def read_json(path: str | os.PathLike[str]) -> Any:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except FileNotFoundError as exc:
+        raise UserError(f"{path}: file not found") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: not valid JSON ({exc})") from exc
+
+
+def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    records = []
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            if line.strip():
+                records.append(json.loads(line))
+    return records
+
+
+def save_tensors(path: str | os.PathLike[str], tensors: Mapping[str, torch.Tensor],
+                 metadata: Mapping[str, str] | None = None) -> None:
+    """Save a flat name -> tensor mapping as safetensors, atomically."""
+    contiguous = {name: t.detach().contiguous().cpu() for name, t in tensors.items()}
+    _atomic_write(path, lambda tmp: save_file(contiguous, tmp, metadata=dict(metadata or {})))
+
+
+def load_tensors(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
+    """Load a safetensors file; a missing, truncated or corrupt file is a UserError."""
+    if not os.path.exists(path):
+        raise UserError(f"{path}: checkpoint file not found")
+    try:
+        return load_file(str(path))
+    except Exception as exc:  # safetensors raises SafetensorError / OSError / ValueError on corrupt input
+        raise UserError(f"{path}: cannot read checkpoint, the file is truncated or corrupt ({exc})") from exc

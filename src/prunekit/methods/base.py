@@ -1,0 +1,80 @@
+"""The contract between a training loop and a pruning method (DESIGN.md, "The contract").
+
+A method composes parts (criterion, allocation, selection, schedule, regularizer, regrowth) and implements
+these hooks. prunekit's Trainer calls them; a user's own loop can call them too:
+
+    method.on_train_start(ctx)
+    for epoch in range(epochs):
+        for x, y in batches:
+            loss = criterion(model(x), y) + method.regularizer(model)
+            loss.backward(); method.after_backward(model)
+            optimizer.step(); method.after_step(model); optimizer.zero_grad()
+        decision = method.on_epoch_end(epoch, ctx)   # apply it (the Trainer does this for you)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+
+@dataclass
+class TrainContext:
+    """What a method may look at. `model` is the network being trained now (the subnet, once pruned)."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer | None
+    steps_per_epoch: int
+    epochs: int
+    example_inputs: torch.Tensor
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    # Yields (images, labels) training batches without augmentation; for criteria that look at activations.
+    train_batches: Callable[[], Iterable[tuple[torch.Tensor, torch.Tensor]]] | None = None
+    # The full-width model whose channels a ChannelPlan indexes (None for unstructured methods).
+    supernet: nn.Module | None = None
+    # Records one event line in metrics.jsonl.
+    log: Callable[[dict[str, Any]], None] = lambda record: None
+    seed: int = 0
+
+
+@dataclass
+class Decision:
+    """What a method decided at the end of an epoch: a new channel plan, new weight masks, or both."""
+
+    plan: Any | None = None  # prunekit.channels.ChannelPlan
+    masks: dict[str, torch.Tensor] | None = None
+    info: dict[str, Any] = field(default_factory=dict)  # logged with the event
+
+
+class Method:
+    """Dense training: every hook does nothing. Subclasses override what they need."""
+
+    name = "dense"
+
+    def on_train_start(self, ctx: TrainContext) -> None:
+        """Called once before the first step (and again after a resume, with the restored state loaded)."""
+
+    def regularizer(self, model: nn.Module) -> torch.Tensor | float:
+        """A term added to the loss, or 0."""
+        return 0.0
+
+    def after_backward(self, model: nn.Module) -> None:
+        """Gradients are available."""
+
+    def after_step(self, model: nn.Module) -> None:
+        """The optimizer has stepped (re-apply weight masks here)."""
+
+    def on_epoch_end(self, epoch: int, ctx: TrainContext) -> Decision | None:
+        """`epoch` counts from 0; return a Decision to change the network."""
+        return None
+
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-serialisable state needed to resume (never pickled)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what `state_dict` returned."""
