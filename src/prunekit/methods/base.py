@@ -34,8 +34,12 @@ class TrainContext:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     # Yields (images, labels) training batches without augmentation; for criteria that look at activations.
     train_batches: Callable[[], Iterable[tuple[torch.Tensor, torch.Tensor]]] | None = None
-    # The full-width model whose channels a ChannelPlan indexes (None for unstructured methods).
+    # The full-width model whose channels a ChannelPlan indexes, its channel groups (computed once by the
+    # trainer under the method's `channel_policy`) and the plan in force (None: every channel is kept).
     supernet: nn.Module | None = None
+    groups: list[Any] | None = None  # list[prunekit.channels.ChannelGroup]
+    plan: Any | None = None  # prunekit.channels.ChannelPlan
+    epoch: int = 0
     # Records one event line in metrics.jsonl.
     log: Callable[[dict[str, Any]], None] = lambda record: None
     seed: int = 0
@@ -54,6 +58,8 @@ class Method:
     """Dense training: every hook does nothing. Subclasses override what they need."""
 
     name = "dense"
+    # "internal" or "all" for methods that return channel plans (see DESIGN.md, channel groups); None otherwise.
+    channel_policy: str | None = None
 
     def on_train_start(self, ctx: TrainContext) -> None:
         """Called once before the first step (and again after a resume, with the restored state loaded)."""

@@ -1,1 +1,1 @@
-"""prunekit.train"""
+"""Training: the Trainer, optimizers, learning-rate schedules, checkpoints."""
