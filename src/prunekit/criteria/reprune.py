@@ -1,0 +1,207 @@
+"""REPrune (Park et al., AAAI 2024) as pure functions of tensors: per-layer sparsity from a global BN-scale
+quantile (Eq. 8/9) and channel selection by kernel representatives (Alg. 1: per-input-channel Ward clustering
+cut at one layer-wise height, then greedy maximum cluster coverage).
+
+Reconstruction notes and edge cases are in research/reprune_chex.md sections 1-2.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy.cluster.hierarchy import fcluster, linkage
+
+from prunekit.criteria.chex import l1_filter_select
+from prunekit.criteria.coverage import greedy_max_coverage
+from prunekit.errors import UserError
+
+# Products such as 0.7 * 10 come out as 7.000000000000001 in floating point; rounding to this many decimals
+# before ceil() keeps such counts exact.
+_COUNT_DECIMALS = 9
+
+
+def _ceil_count(value: float) -> int:
+    return math.ceil(round(value, _COUNT_DECIMALS))
+
+
+def _check_sparsity(sparsity: float) -> None:
+    if not 0.0 <= sparsity <= 1.0:
+        raise UserError(f"sparsity must be between 0 and 1, got {sparsity}")
+
+
+def keep_count(n: int, sparsity: float) -> int:
+    """Channels a group of `n` keeps at sparsity s: ceil((1 - s) n) (REPrune Alg. 1), robust to float
+    round-off, so keep_count(n, p / n) == n - p exactly."""
+    _check_sparsity(sparsity)
+    return _ceil_count((1.0 - sparsity) * n)
+
+
+def reprune_pruned_counts(gammas: Sequence[torch.Tensor], sparsity: float) -> list[int]:
+    """Channels pruned per group by the global BN-scale threshold (REPrune Eq. 8/9); they sum to ceil(s * N).
+
+    See `reprune_allocation` for the quantile definition and the tie rule.
+    """
+    _check_sparsity(sparsity)
+    values = [g.detach().reshape(-1).abs().to(device="cpu", dtype=torch.float64) for g in gammas]
+    sizes = [v.numel() for v in values]
+    total = sum(sizes)
+    n_prune = _ceil_count(sparsity * total)
+    if n_prune == 0:
+        return [0] * len(values)
+    threshold = torch.sort(torch.cat(values)).values[n_prune - 1]
+    below = [int((v < threshold).sum()) for v in values]
+    tied = [int((v == threshold).sum()) for v in values]
+    # Exactly `need` of the channels tied at the threshold are pruned; share them in proportion to each
+    # group's tied count (largest remainder; equal remainders go to the earlier group).
+    need = n_prune - sum(below)
+    total_tied = sum(tied)
+    shares = [need * t // total_tied for t in tied]
+    remainders = [need * t % total_tied for t in tied]
+    leftover = need - sum(shares)
+    for index in sorted(range(len(tied)), key=lambda i: -remainders[i])[:leftover]:
+        shares[index] += 1
+    return [b + s for b, s in zip(below, shares, strict=True)]
+
+
+def reprune_allocation(gammas: Sequence[torch.Tensor], sparsity: float) -> list[float]:
+    """Per-group channel sparsity s^l from the global BN-scale quantile (REPrune Eq. 8/9).
+
+    gammas: the BN scales of every prunable group, with 0 at currently pruned channels (as under masked
+    training).
+
+    Quantile (Eq. 8): gamma* = inf{|gamma| : F(|gamma|) >= s}, F the empirical CDF over all N scales, i.e. the
+    k-th smallest |gamma| with k = ceil(s * N) (no interpolation, unlike torch.quantile); s = 0 prunes
+    nothing. Eq. 9: s^l = fraction of group l's channels with |gamma| <= gamma*.
+
+    Ties: when several scales tie at gamma*, counting all of them would prune more than k channels. Instead
+    exactly k channels are pruned in total: everything below gamma*, plus the needed number of tied ones,
+    shared among groups in proportion to their tied counts (so equal scales everywhere, e.g. at
+    initialisation, give a uniform allocation). Without ties this is Eq. 9 exactly. `keep_count(n_l, s^l)`
+    recovers each group's kept count exactly. Empty groups get 0.0.
+    """
+    counts = reprune_pruned_counts(gammas, sparsity)
+    return [c / g.numel() if g.numel() else 0.0 for c, g in zip(counts, gammas, strict=True)]
+
+
+@dataclass(frozen=True)
+class SelectionResult:
+    """Outcome of one REPrune Alg. 1 selection for one conv.
+
+    path: "clustered" (Alg. 1 ran), "keep_all" (n_keep >= active filters, nothing removed) or "l1_fallback"
+    (s^l = 1: clustering impossible, the `min_channels` largest-L1 filters kept).
+    cut_height: the layer-wise cut-off h_l (SciPy Ward height), None unless clustered.
+    clusters_per_channel: cluster count of every input channel after the cut (n_active each for "keep_all",
+    empty for "l1_fallback"). coverage_rate: covered clusters / all clusters (None for "l1_fallback").
+    pick_order: kept filter indices in the order the greedy solver picked them.
+    """
+
+    kept: list[int]
+    path: str
+    n_merge: int
+    cut_height: float | None
+    clusters_per_channel: list[int]
+    coverage_rate: float | None
+    pick_order: list[int]
+    seconds: float
+
+
+def _kernel_sets(weight: torch.Tensor, active: list[int]) -> np.ndarray:
+    """Array (in_channels, n_active, kh*kw): for every input channel, the kernels of the active filters."""
+    w = weight.detach().to(device="cpu", dtype=torch.float64)[active]
+    kernels = w.reshape(len(active), w.shape[1], -1).permute(1, 0, 2).numpy()
+    if not np.isfinite(kernels).all():
+        raise ValueError("weight contains NaN or inf; cannot cluster kernels")
+    return kernels
+
+
+def reprune_select_detailed(
+    weight: torch.Tensor,
+    sparsity: float,
+    seed: int = 0,
+    active: Sequence[int] | None = None,
+    min_channels: int = 1,
+) -> SelectionResult:
+    """REPrune Alg. 1 for the conv producing one channel group; see `reprune_select` for the arguments.
+
+    1. n_keep = ceil((1 - s) n), n = weight.shape[0]; n_merge = n_active - n_keep.
+    2. For every input channel j, Ward-cluster the kernels {W[i, j] : i active} (scipy linkage,
+       method="ward").
+    3. Cut height h = max_j d_j, d_j the n_merge-th merge distance of channel j (Eq. 4); cut every dendrogram
+       at h, applying merges at distance <= h (Eq. 5; fcluster's "distance" criterion is inclusive), so each
+       channel has at most n_active - n_merge clusters and the channel attaining h exactly that many (barring
+       tied merges).
+    4. Greedy maximum cluster coverage (Eq. 6-7) with seeded random tie-breaking until n_keep filters are
+       picked.
+    """
+    start = time.perf_counter()
+    _check_sparsity(sparsity)
+    if min_channels < 0:
+        raise ValueError(f"min_channels must be >= 0, got {min_channels}")
+    if weight.dim() < 2 or weight.shape[1] == 0:
+        raise ValueError(f"weight must be (out, in, ...) with in >= 1, got shape {tuple(weight.shape)}")
+    n_filters = weight.shape[0]
+    active_list = list(range(n_filters)) if active is None else sorted(int(i) for i in active)
+    if len(set(active_list)) != len(active_list) or any(not 0 <= i < n_filters for i in active_list):
+        raise ValueError(f"active must be distinct filter indices in [0, {n_filters}), got {active_list}")
+    n_active = len(active_list)
+    n_in = weight.shape[1]
+
+    n_keep = keep_count(n_filters, sparsity)
+    if n_keep == 0:
+        # s^l = 1 (REPrune Alg. 2 line 11 skips the layer): Ward cannot produce 0 clusters, so instead of
+        # clustering keep the `min_channels` active filters with the largest L1 norms.
+        kept = l1_filter_select(weight, min(min_channels, n_active), active_list)
+        return SelectionResult(kept, "l1_fallback", 0, None, [], None, kept, time.perf_counter() - start)
+    n_keep = max(n_keep, min_channels)
+    if n_keep >= n_active:
+        return SelectionResult(
+            active_list, "keep_all", 0, None, [n_active] * n_in, 1.0, active_list, time.perf_counter() - start
+        )
+
+    n_merge = n_active - n_keep  # 1 <= n_merge <= n_active - 1 here, so n_active >= 2
+    kernels = _kernel_sets(weight, active_list)
+    dendrograms = [linkage(points, method="ward") for points in kernels]
+    cut_height = max(float(z[n_merge - 1, 2]) for z in dendrograms)
+    labels = np.stack([fcluster(z, t=cut_height, criterion="distance") for z in dendrograms], axis=1)
+
+    rng = np.random.default_rng(seed)
+    coverage = greedy_max_coverage(labels, n_keep, rng)
+    order = [active_list[i] for i in coverage.order]
+    return SelectionResult(
+        kept=sorted(order),
+        path="clustered",
+        n_merge=n_merge,
+        cut_height=cut_height,
+        clusters_per_channel=[int(c) for c in labels.max(axis=0)],
+        coverage_rate=coverage.coverage_rate,
+        pick_order=order,
+        seconds=time.perf_counter() - start,
+    )
+
+
+def reprune_select(
+    weight: torch.Tensor,
+    sparsity: float,
+    seed: int = 0,
+    active: Sequence[int] | None = None,
+    min_channels: int = 1,
+) -> list[int]:
+    """REPrune Alg. 1: the sorted indices of the filters to keep.
+
+    - weight: (out, in, kh, kw) of the conv producing the group; any trailing kernel shape, 1x1 kernels are
+      scalars. Slice away pruned input channels first (hard-pruning bookkeeping): an all-zero input channel
+      collapses into one cluster, which does not change the selection but inflates the coverage rate.
+    - sparsity: the group's s^l, e.g. from `reprune_allocation`; n_keep = ceil((1 - s^l) * out).
+    - seed: seed of the tie-breaking generator (numpy default_rng).
+    - active: the currently active filters (default all); only they are clustered and returned.
+    - min_channels: kept when s^l = 1 (the largest-L1 active filters, no clustering) and a floor on n_keep
+      otherwise.
+
+    Nothing is removed when n_keep >= the number of active filters.
+    """
+    return reprune_select_detailed(weight, sparsity, seed, active, min_channels).kept
