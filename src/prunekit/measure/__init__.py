@@ -1,1 +1,17 @@
-"""prunekit.measure"""
+"""Measures: parameters, MACs/FLOPs (FLOPs = 2 x MACs, per sample), latency, and the training-cost ledger."""
+
+from prunekit.measure.latency import LatencyResult, measure_latency, measure_train_step
+from prunekit.measure.ledger import TrainingCostLedger
+from prunekit.measure.macs import count_flops, count_macs
+from prunekit.measure.params import count_nonzero_params, count_params
+
+__all__ = [
+    "LatencyResult",
+    "TrainingCostLedger",
+    "count_flops",
+    "count_macs",
+    "count_nonzero_params",
+    "count_params",
+    "measure_latency",
+    "measure_train_step",
+]
