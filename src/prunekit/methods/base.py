@@ -61,8 +61,12 @@ class Method:
     # "internal" or "all" for methods that return channel plans (see DESIGN.md, channel groups); None otherwise.
     channel_policy: str | None = None
 
-    def on_train_start(self, ctx: TrainContext) -> None:
-        """Called once before the first step (and again after a resume, with the restored state loaded)."""
+    def on_train_start(self, ctx: TrainContext) -> Decision | None:
+        """Called before the first step, and again after a resume with the restored state loaded.
+
+        May return an initial Decision (e.g. CHEX's initial uniform prune); the trainer applies it only in a
+        fresh run, since a resumed run restores the plan in force from its checkpoint."""
+        return None
 
     def regularizer(self, model: nn.Module) -> torch.Tensor | float:
         """A term added to the loss, or 0."""
@@ -75,7 +79,10 @@ class Method:
         """The optimizer has stepped (re-apply weight masks here)."""
 
     def on_epoch_end(self, epoch: int, ctx: TrainContext) -> Decision | None:
-        """`epoch` counts from 0; return a Decision to change the network."""
+        """`epoch` counts from 0; return a Decision to change the network.
+
+        For structured methods the trainer has just absorbed the subnet into `ctx.supernet`: kept channels hold
+        their current values, pruned ones their most recently used values."""
         return None
 
     def state_dict(self) -> dict[str, Any]:

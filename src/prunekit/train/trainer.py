@@ -251,7 +251,9 @@ class Trainer:
         self.macs = count_macs(self.model, self.example_inputs)
         if t.tensorboard:
             self._open_tensorboard()
-        self.method.on_train_start(self.ctx)
+        initial = self.method.on_train_start(self.ctx)
+        if initial is not None and start_epoch == 0:
+            self._apply_decision(initial, -1)
         if start_epoch == 0:
             self._say(f"training {cfg.model.name} ({count_params(self.model):,} params, {self.macs / 1e6:.2f}M MACs) "
                       f"with {self.method.name} for {t.epochs} epochs on {self.device}; run dir {self.run_dir}")
@@ -267,6 +269,10 @@ class Trainer:
             self._say(f"epoch {epoch + 1}/{t.epochs}  loss {record['train_loss']:.4f}  "
                       f"train {100 * record['train_accuracy']:.2f}%  test {100 * record['test_accuracy']:.2f}%  "
                       f"{record['epoch_time_s']:.1f}s  {self.macs / 1e6:.2f}M MACs")
+            if self.model is not self.supernet:
+                from prunekit.channels import absorb
+
+                absorb(self.model, self.supernet, self.plan, self.ctx.groups)
             decision = self.method.on_epoch_end(epoch, self.ctx)
             if decision is not None:
                 self._apply_decision(decision, epoch)
