@@ -1,1 +1,50 @@
-"""prunekit.channels"""
+"""Channel pruning core: channel groups, plans, and the supernet <-> subnet surgery (DESIGN.md, "supernet").
+
+    groups = channel_groups(model, x, policy="all")        # traced with Torch-Pruning's DependencyGraph
+    plan = ChannelPlan({"layer1.0.conv1": [0, 2, 5]})      # kept indices per group; others keep all
+    subnet = materialize(model, plan, groups)              # physically smaller copy
+    ... train subnet ...
+    absorb(subnet, model, plan, groups)                    # write it back; removed channels keep their values
+"""
+
+from prunekit.channels.compact import compact
+from prunekit.channels.groups import (
+    POLICIES,
+    ChannelGroup,
+    ChannelSlice,
+    analyse_groups,
+    channel_groups,
+    unsupported_layers,
+)
+from prunekit.channels.inspect import inspect_rows
+from prunekit.channels.optimizer_state import (
+    absorb_optimizer_state,
+    load_optimizer_state_by_name,
+    optimizer_state_by_name,
+    slice_optimizer_state,
+)
+from prunekit.channels.persist import export_onnx, load_pruned_model, save_pruned_model
+from prunekit.channels.plan import ChannelPlan
+from prunekit.channels.surgery import absorb, kept_indices, materialize
+
+__all__ = [
+    "POLICIES",
+    "ChannelGroup",
+    "ChannelPlan",
+    "ChannelSlice",
+    "absorb",
+    "absorb_optimizer_state",
+    "analyse_groups",
+    "channel_groups",
+    "compact",
+    "export_onnx",
+    "inspect_rows",
+    "kept_indices",
+    "load_optimizer_state_by_name",
+    "load_pruned_model",
+    "materialize",
+    "optimizer_state_by_name",
+    "save_pruned_model",
+    "slice_optimizer_state",
+    "unsupported_layers",
+]

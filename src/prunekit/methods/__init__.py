@@ -40,4 +40,7 @@ def build_method(cfg: MethodConfig) -> Method:
     return cls(params)
 
 
+# Each method module registers itself on import.
+from prunekit.methods import chex, reprune  # noqa: E402,F401
+
 __all__ = ["METHODS", "Decision", "Dense", "Method", "TrainContext", "build_method"]

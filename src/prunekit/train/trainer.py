@@ -376,9 +376,10 @@ class Trainer:
         self.tb_writer = SummaryWriter(str(self.run_dir / "tensorboard"))
 
     def _finish(self, data: DataSplits) -> dict[str, Any]:
-        from prunekit.channels import save_pruned_model
+        from prunekit.channels import ChannelPlan, save_pruned_model
 
-        save_pruned_model(self.run_dir / "model", self.model, self.plan, self.spec)
+        save_pruned_model(self.run_dir / "model", self.model, self.plan or ChannelPlan(),
+                          self.spec, policy=self.method.channel_policy or "all")
         test_loss, test_acc = self.evaluate(self.test_loader)
         totals = self.ledger.totals()
         summary: dict[str, Any] = {

@@ -1,0 +1,108 @@
+"""Save and replay pruned architectures without pickle, and export them to ONNX.
+
+A pruned model directory holds `model.safetensors` (the subnet's state_dict) and `pruned.json` (the registry
+model spec, the channel policy and the ChannelPlan). Loading rebuilds the supernet from the registry, traces its
+groups, materializes the plan and loads the tensors, so no Python object is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from prunekit.channels.groups import POLICIES, channel_groups
+from prunekit.channels.plan import ChannelPlan
+from prunekit.channels.surgery import materialize
+from prunekit.errors import UserError
+from prunekit.io import load_tensors, read_json, save_tensors, write_json
+
+FORMAT_VERSION = 1
+_SPEC_KEYS = ("name", "num_classes", "in_channels", "input_shape")
+
+
+def save_pruned_model(directory: str | os.PathLike[str], model: nn.Module, plan: ChannelPlan,
+                      model_spec: dict[str, Any], policy: str = "all") -> None:
+    """Write directory/model.safetensors and directory/pruned.json (each atomically; tensors first).
+
+    model_spec = {"name", "num_classes", "in_channels", "kwargs", "input_shape": [C, H, W]}; `policy` is the
+    policy whose group names the plan uses ("all" covers every group name of both policies).
+    """
+    missing = [key for key in _SPEC_KEYS if key not in model_spec]
+    if missing:
+        raise UserError(f"model_spec lacks {', '.join(missing)}")
+    if policy not in POLICIES:
+        raise UserError(f"unknown channel policy {policy!r}; choose one of {', '.join(POLICIES)}")
+    directory = Path(directory)
+    save_tensors(directory / "model.safetensors", model.state_dict())
+    spec = {"name": model_spec["name"], "num_classes": int(model_spec["num_classes"]),
+            "in_channels": int(model_spec["in_channels"]), "kwargs": dict(model_spec.get("kwargs") or {}),
+            "input_shape": [int(v) for v in model_spec["input_shape"]]}
+    write_json(directory / "pruned.json",
+               {"format_version": FORMAT_VERSION, "model": spec, "policy": policy, "plan": plan.to_json()})
+
+
+def load_pruned_model(directory: str | os.PathLike[str]) -> nn.Module:
+    """Rebuild a model saved by `save_pruned_model`, in eval mode, with the saved dtype (bitwise the same)."""
+    from prunekit.models import create_model  # late import: the model registry imports much more
+
+    directory = Path(directory)
+    record = read_json(directory / "pruned.json")
+    try:
+        spec, policy = record["model"], record.get("policy", "all")
+        plan = ChannelPlan.from_json(record["plan"])
+        input_shape = [int(v) for v in spec["input_shape"]]
+        supernet = create_model(spec["name"], num_classes=int(spec["num_classes"]),
+                                in_channels=int(spec["in_channels"]), **dict(spec.get("kwargs") or {}))
+    except (KeyError, TypeError, ValueError) as error:
+        raise UserError(f"{directory / 'pruned.json'}: malformed pruned-model record ({error!r})") from error
+    tensors = load_tensors(directory / "model.safetensors")
+    groups = channel_groups(supernet, torch.zeros(2, *input_shape), policy)
+    subnet = materialize(supernet, plan, groups)
+    floating = {t.dtype for t in tensors.values() if t.is_floating_point()}
+    if len(floating) == 1:
+        subnet = subnet.to(floating.pop())
+    try:
+        subnet.load_state_dict(tensors, strict=True)
+    except RuntimeError as error:
+        raise UserError(f"{directory / 'model.safetensors'} does not match the saved plan: "
+                        f"{str(error).splitlines()[0]}") from error
+    return subnet.eval()
+
+
+def export_onnx(model: nn.Module, example_inputs: torch.Tensor, path: str | os.PathLike[str]) -> float:
+    """Export `model` (eval mode) to ONNX at `path`, run it with onnxruntime, and return max |onnx - torch|.
+
+    Raises RuntimeError when the difference exceeds 1e-5 (the file is then not written).
+    """
+    import onnxruntime
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter is the one we want
+            expected = model(example_inputs)
+            torch.onnx.export(model, (example_inputs,), tmp, input_names=["input"], output_names=["output"],
+                              dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}}, dynamo=False)
+        session = onnxruntime.InferenceSession(tmp, providers=["CPUExecutionProvider"])
+        (got,) = session.run(None, {"input": example_inputs.detach().cpu().numpy()})
+        diff = float((torch.from_numpy(got) - expected.detach().cpu()).abs().max())
+        if diff > 1e-5:
+            raise RuntimeError(f"ONNX export of the model differs from PyTorch by {diff:.3g} (> 1e-5)")
+        os.replace(tmp, path)
+        return diff
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        for module, training in modes:
+            module.training = training

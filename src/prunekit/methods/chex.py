@@ -1,0 +1,35 @@
+"""CHEX (Hou et al., CVPR 2022): channel exploration by repeated pruning and regrowth during training.
+
+The same schedule as REPrune (`PruneRegrowMethod`: initial uniform L1 prune at s - delta_0, global BN-scale
+allocation every dT epochs up to T_prune, cosine-decayed regrowth by projection residuals) with CHEX's own
+selection step: column subset selection by leverage scores of the active filters.
+
+    method:
+      name: chex
+      params: {sparsity: 0.5, t_prune: 180, interval: 2, delta0: 0.2}
+"""
+
+from __future__ import annotations
+
+import torch
+
+from prunekit.criteria import chex_leverage_select
+from prunekit.methods import METHODS
+from prunekit.methods.structured import GroupSelection, PruneRegrowMethod, PruneRegrowParams
+
+
+@METHODS.register("chex")
+class CHEX(PruneRegrowMethod):
+    """CHEX with leverage-score selection; see `PruneRegrowMethod` for the schedule."""
+
+    name = "chex"
+    Params = PruneRegrowParams
+
+    def select(self, filters: torch.Tensor, n_keep: int, active: list[int], seed: int) -> GroupSelection:
+        """Keep the n_keep active filters with the largest leverage scores (rank n_keep; filter L1 norm where
+        the filter dimension is smaller than the number of active filters, as CHEX does). Only the active
+        filters are scored: the supernet holds most-recently-used values at removed ones, which CHEX's masked
+        weights would show as zeros. Deterministic, so `seed` is unused."""
+        rows = filters[active]
+        kept = [active[i] for i in chex_leverage_select(rows, n_keep)]
+        return GroupSelection(sorted(kept))

@@ -1,0 +1,451 @@
+"""Shared parts of the prune-and-regrow channel methods (REPrune, CHEX): the schedule, the per-group tensors the
+criteria read from the supernet, the MACs of a plan and the search for a sparsity that meets a MACs target, and
+`PruneRegrowMethod`, the CHEX schedule (REPrune Alg. 2) with the selection step left to a subclass.
+
+Everything reads the supernet (full width, most-recently-used values at removed channels) and the plan in force.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
+
+import torch
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+from torch.nn.modules.conv import _ConvNd
+
+from prunekit.channels import ChannelGroup, ChannelPlan, kept_indices, materialize
+from prunekit.channels.groups import is_depthwise
+from prunekit.channels.surgery import KeptIndices
+from prunekit.criteria import (
+    keep_count,
+    l1_filter_norms,
+    l1_filter_select,
+    regrowth_delta,
+    regrowth_scores,
+    reprune_pruned_counts,
+    sample_regrowth,
+)
+from prunekit.errors import UserError
+from prunekit.measure import count_macs
+from prunekit.methods.base import Decision, Method, TrainContext
+
+# ---------------------------------------------------------------------------------------------- small helpers
+
+
+def derived_seed(seed: int, *parts: int) -> int:
+    """A 63-bit seed for one purpose (e.g. regrowth sampling at epoch t) derived from the run seed."""
+    text = ":".join(str(p) for p in (seed, *parts))
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") & ((1 << 63) - 1)
+
+
+def is_decision_epoch(t: int, t_prune: int, interval: int) -> bool:
+    """REPrune Alg. 2 line 8: decide after epoch t (counted from 1) when t mod dT = 0 and t <= T_prune.
+
+    Also at t = T_prune when T_prune is not a multiple of dT, so that the last decision has delta = 0 and the
+    final plan meets the target (the paper settings 96/2 and 180/2 are multiples, where this adds nothing)."""
+    return 1 <= t <= t_prune and (t % interval == 0 or t == t_prune)
+
+
+def current_keep(plan: ChannelPlan | None, group: ChannelGroup) -> list[int]:
+    """The channels `group` keeps under `plan` (all of them when the plan is None or does not name it)."""
+    if plan is None or group.name not in plan.keep:
+        return list(range(group.size))
+    return list(plan.keep[group.name])
+
+
+def round_up(count: int, round_to: int, size: int) -> int:
+    """`count` rounded up to a multiple of `round_to`, at most `size` (ChannelPlan.rounded's rule)."""
+    return min(size, -(-count // round_to) * round_to)
+
+
+def _plain_producer(module: nn.Module) -> bool:
+    return (isinstance(module, _ConvNd) and not is_depthwise(module)) or isinstance(module, nn.Linear)
+
+
+def group_gammas(supernet: nn.Module, group: ChannelGroup, plan: ChannelPlan | None) -> torch.Tensor | None:
+    """|gamma| per channel of `group` (float64, CPU), 0 at the channels `plan` removed (as under masked training).
+
+    A single-producer group reads the BN after its producer. A residual stream (policy "all") has one BN per
+    writer; a channel scores the largest |gamma| among them (it is unimportant only when every writer scales it
+    down). None when the group has no affine BatchNorm of its width.
+    """
+    scores: torch.Tensor | None = None
+    names = ([group.bn] if group.bn else []) + [n for n in group.norms if n != group.bn]
+    for name in names:
+        bn = supernet.get_submodule(name)
+        if not isinstance(bn, _BatchNorm) or bn.weight is None:
+            continue
+        for piece in group.slices:
+            if piece.module != name or piece.tensor != "weight":
+                continue
+            gamma = torch.zeros(group.size, dtype=torch.float64)
+            values = bn.weight.detach().abs().to("cpu", torch.float64)
+            gamma[list(piece.channels)] = values[list(piece.positions)]
+            scores = gamma if scores is None else torch.maximum(scores, gamma)
+    if scores is None:
+        return None
+    kept = current_keep(plan, group)
+    if len(kept) < group.size:
+        removed = torch.ones(group.size, dtype=torch.bool)
+        removed[kept] = False
+        scores[removed] = 0.0
+    return scores
+
+
+def group_filters(supernet: nn.Module, group: ChannelGroup, plan: ChannelPlan | None,
+                  groups: Sequence[ChannelGroup], inputs: KeptIndices | None = None) -> torch.Tensor | None:
+    """The filters that write `group`, as a (size, inputs, kernel) float64 CPU tensor: row c is channel c.
+
+    Input channels that `plan` removed are sliced away first (REPrune's hard-pruning bookkeeping: the supernet
+    still holds their most recently used values, which the subnet does not compute with). Removed output
+    channels keep their most recently used rows (CHEX regrowth scores them). A group with several writers
+    (a residual stream) stacks their kernels along the input axis, zero-padding smaller kernels to the largest
+    kernel size; padding adds the same zero coordinates to every kernel of an input channel, so distances within
+    an input channel (all that Ward clustering and the projections use) are unchanged. Depthwise convs that carry
+    the group through are left out. None when no conv/linear writes the group. `inputs`: the plan's
+    `kept_indices(supernet, groups, plan)`, when the caller has them already.
+    """
+    if inputs is None:
+        inputs = kept_indices(supernet, list(groups), plan) if plan is not None else {}
+    parts: list[torch.Tensor] = []
+    for piece in group.slices:
+        if piece.tensor != "weight" or piece.dim != 0:
+            continue
+        module = supernet.get_submodule(piece.module)
+        if not _plain_producer(module):
+            continue
+        weight = module.weight.detach().to("cpu", torch.float64)
+        in_keep = inputs.get((piece.module, "weight"), {}).get(1)
+        if in_keep is not None:
+            weight = weight.index_select(1, in_keep.cpu())
+        weight = weight.reshape(weight.shape[0], weight.shape[1], -1)
+        rows = torch.zeros(group.size, weight.shape[1], weight.shape[2], dtype=torch.float64)
+        rows[list(piece.channels)] = weight[list(piece.positions)]
+        parts.append(rows)
+    if not parts:
+        return None
+    width = max(p.shape[2] for p in parts)
+    parts = [torch.nn.functional.pad(p, (0, width - p.shape[2])) for p in parts]
+    return torch.cat(parts, dim=1)
+
+
+def plan_from_counts(groups: Sequence[ChannelGroup], counts: Sequence[int]) -> ChannelPlan:
+    """A plan keeping the first `counts[i]` channels of group i (MACs depend on the counts only)."""
+    return ChannelPlan({g.name: list(range(c)) for g, c in zip(groups, counts, strict=True)})
+
+
+class PlanMacs:
+    """MACs per sample of the subnet with the given kept counts (materialize + count_macs, exact), cached by
+    counts. The supernet's values do not matter, only its shapes, so the cache stays valid for a whole run."""
+
+    def __init__(self, supernet: nn.Module, groups: Sequence[ChannelGroup], example_inputs: torch.Tensor) -> None:
+        self.supernet, self.groups, self.example_inputs = supernet, list(groups), example_inputs
+        self.cache: dict[tuple[int, ...], int] = {}
+
+    def __call__(self, counts: Sequence[int]) -> int:
+        key = tuple(int(c) for c in counts)
+        if key not in self.cache:
+            subnet = materialize(self.supernet, plan_from_counts(self.groups, key), self.groups)
+            self.cache[key] = count_macs(subnet, self.example_inputs)
+        return self.cache[key]
+
+    def dense(self) -> int:
+        return self([g.size for g in self.groups])
+
+
+def smallest_reaching(n_max: int, macs_at: Callable[[int], int], target: float) -> tuple[int, bool]:
+    """Smallest k in [0, n_max] with macs_at(k) <= target, by bisection (macs_at must not increase with k).
+
+    Returns (k, reached); when even n_max misses the target, (n_max, False)."""
+    if macs_at(n_max) > target:
+        return n_max, False
+    if macs_at(0) <= target:
+        return 0, True
+    low, high = 0, n_max  # macs_at(low) > target >= macs_at(high)
+    while high - low > 1:
+        mid = (low + high) // 2
+        if macs_at(mid) <= target:
+            high = mid
+        else:
+            low = mid
+    return high, True
+
+
+# ---------------------------------------------------------------------------------------------- the schedule
+
+
+@dataclasses.dataclass
+class PruneRegrowParams:
+    """Parameters of REPrune and CHEX (method.params in a config). Give `sparsity` or `target_macs_ratio`.
+
+    sparsity: global channel sparsity s (fraction of the prunable groups' channels removed at the end).
+    target_macs_ratio: alternatively, the fraction of the dense MACs to keep (e.g. 0.5). Each decision then finds
+        the smallest global sparsity k/N whose Eq. 8/9 allocation (with round_to and min_channels) reaches it, by
+        bisection over k (the initial plan: the smallest such uniform sparsity). That sparsity moves as the
+        allocation moves: once the BN scales favour cheap layers it can fall below the initial s - delta_0, and
+        the next decision then regrows more than it prunes.
+    t_prune: last epoch (counted from 1) with a decision; the plan is final afterwards (T_prune).
+    interval: epochs between decisions (dT).
+    delta0: initial regrowth factor delta_0: the initial plan prunes at s - delta_0, and decision t regrows
+        the channels between the allocations at s and s - delta_t, delta_t = delta_0 (1 + cos(pi t / T_prune))/2.
+    policy: "internal" (REPrune's ResNet rule: only groups with one writer, e.g. BasicBlock conv1) or "all".
+    round_to: kept counts are rounded up to a multiple of this (1: no rounding), adding the removed channels with
+        the largest regrowth scores (initial plan: the largest L1 norms). With `sparsity` the final plan is
+        then less sparse than s; a MACs target accounts for the rounding.
+    min_channels: every group keeps at least this many channels.
+    """
+
+    sparsity: float | None = None
+    target_macs_ratio: float | None = None
+    t_prune: int = 96
+    interval: int = 2
+    delta0: float = 0.2
+    policy: Literal["internal", "all"] = "internal"
+    round_to: int = 1
+    min_channels: int = 1
+
+    def check(self) -> None:
+        prefix = "method.params."
+        if (self.sparsity is None) == (self.target_macs_ratio is None):
+            raise UserError(f"give exactly one of {prefix}sparsity and {prefix}target_macs_ratio")
+        if self.sparsity is not None and not 0.0 <= self.sparsity < 1.0:
+            raise UserError(f"{prefix}sparsity must be in [0, 1), got {self.sparsity}")
+        if self.target_macs_ratio is not None and not 0.0 < self.target_macs_ratio <= 1.0:
+            raise UserError(f"{prefix}target_macs_ratio must be in (0, 1], got {self.target_macs_ratio}")
+        if self.t_prune < 1:
+            raise UserError(f"{prefix}t_prune must be >= 1, got {self.t_prune}")
+        if self.interval < 1:
+            raise UserError(f"{prefix}interval must be >= 1, got {self.interval}")
+        if not 0.0 <= self.delta0 <= 1.0:
+            raise UserError(f"{prefix}delta0 must be in [0, 1], got {self.delta0}")
+        if self.round_to < 1:
+            raise UserError(f"{prefix}round_to must be >= 1, got {self.round_to}")
+        if self.min_channels < 1:
+            raise UserError(f"{prefix}min_channels must be >= 1, got {self.min_channels}")
+
+
+@dataclasses.dataclass
+class GroupSelection:
+    """What a selection step kept in one group: sorted channel indices (a subset of the active ones), and for
+    REPrune the coverage it reached (covered clusters, all clusters)."""
+
+    kept: list[int]
+    covered_clusters: float | None = None
+    total_clusters: int | None = None
+
+
+class PruneRegrowMethod(Method):
+    """The CHEX schedule as REPrune Alg. 2 uses it; subclasses supply `select` (Alg. 1 or CSS).
+
+    - Initial plan (on_train_start): uniform L1-norm pruning of every group at s - delta_0 (CHEX).
+    - After epoch t (from 1) with t mod dT = 0 and t <= T_prune: allocate at s by the global BN-scale quantile
+      (REPrune Eq. 8/9, removed channels counting as gamma = 0), select that many channels per group among the
+      active ones (`select`), then regrow, per group, the difference between the allocations at s - delta_t and
+      s, sampled without replacement with probability softmax of each candidate's residual outside the span of
+      the kept filters (CHEX). Regrown channels return with their most recently used weights, BN statistics and
+      optimizer state, which the supernet holds: the new plan is all it takes.
+    - After T_prune nothing changes.
+    """
+
+    Params = PruneRegrowParams
+    channel_policy: str | None = "internal"
+
+    def __init__(self, params: PruneRegrowParams | None = None) -> None:
+        self.params = params or PruneRegrowParams(sparsity=0.5)
+        self.params.check()
+        self.channel_policy = self.params.policy
+        self.groups: list[ChannelGroup] = []
+        self.skipped: list[str] = []
+        self.macs: PlanMacs | None = None
+        self.decided: list[int] = []  # epochs (from 1) at which a plan was decided
+
+    # ------------------------------------------------------------------ subclass hook
+    def select(self, filters: torch.Tensor, n_keep: int, active: list[int], seed: int) -> GroupSelection:
+        """Keep `n_keep` of the `active` channels (rows of `filters`); n_keep <= len(active)."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ hooks
+    def _prepare(self, ctx: TrainContext) -> None:
+        if ctx.supernet is None or ctx.groups is None:
+            raise RuntimeError(f"{self.name} needs ctx.supernet and ctx.groups (set by prunekit's Trainer)")
+        if self.params.t_prune > ctx.epochs:
+            raise UserError(f"method.params.t_prune ({self.params.t_prune}) exceeds train.epochs ({ctx.epochs}): "
+                            f"the plan would never reach its target")
+        self.groups, self.skipped = [], []
+        for group in ctx.groups:
+            if (group_gammas(ctx.supernet, group, None) is None
+                    or group_filters(ctx.supernet, group, None, ctx.groups) is None):
+                self.skipped.append(group.name)  # no BN scale to allocate by, or no conv/linear to select on
+            else:
+                self.groups.append(group)
+        if not self.groups:
+            raise UserError(f"{self.name}: no prunable channel group has a BatchNorm (its scale allocates the "
+                            f"channels, REPrune Eq. 8/9)")
+        self.macs = PlanMacs(ctx.supernet, self.groups, ctx.example_inputs)
+
+    def on_train_start(self, ctx: TrainContext) -> Decision | None:
+        self._prepare(ctx)
+        if ctx.plan is not None:  # resumed: the plan in force comes from the checkpoint
+            return None
+        p = self.params
+        info: dict[str, Any] = {}
+        if p.sparsity is not None:
+            target = p.sparsity
+        else:
+            target, info = self._uniform_sparsity_for_macs()
+        sparsity = max(0.0, target - p.delta0)
+        start = time.perf_counter()
+        keep: dict[str, list[int]] = {}
+        scores: dict[str, torch.Tensor] = {}
+        for group in self.groups:
+            filters = group_filters(ctx.supernet, group, None, ctx.groups)
+            n_keep = max(min(p.min_channels, group.size), keep_count(group.size, sparsity))
+            keep[group.name] = l1_filter_select(filters, n_keep)
+            scores[group.name] = l1_filter_norms(filters)
+        plan = ChannelPlan(keep).rounded(self.groups, p.round_to, scores)
+        info.update({"t": 0, "target_sparsity": target, "initial_sparsity": sparsity, "delta": p.delta0,
+                     "select_seconds": time.perf_counter() - start, "skipped_groups": self.skipped})
+        info.update(self._macs_info(plan))
+        return Decision(plan=plan, info=info)
+
+    def on_epoch_end(self, epoch: int, ctx: TrainContext) -> Decision | None:
+        t = epoch + 1
+        if not is_decision_epoch(t, self.params.t_prune, self.params.interval):
+            return None
+        return self.decide(t, ctx)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"decided": list(self.decided)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.decided = [int(t) for t in state.get("decided", [])]
+
+    # ------------------------------------------------------------------ one decision
+    def decide(self, t: int, ctx: TrainContext) -> Decision:
+        """Prune to the target and regrow (REPrune Alg. 2 lines 9-12) after epoch t; returns the new plan."""
+        if self.macs is None:
+            self._prepare(ctx)
+        p, supernet, plan = self.params, ctx.supernet, ctx.plan
+        assert supernet is not None and ctx.groups is not None
+        gammas = [group_gammas(supernet, g, plan) for g in self.groups]
+        assert all(g is not None for g in gammas)  # groups without a BN were left out in _prepare
+        info: dict[str, Any] = {"t": t}
+        if p.sparsity is not None:
+            target = p.sparsity
+        else:
+            target, macs_info = self._global_sparsity_for_macs(gammas)
+            info.update(macs_info)
+        delta = regrowth_delta(t, p.t_prune, p.delta0)
+        looser = max(0.0, target - delta)
+        down = reprune_pruned_counts(gammas, target)
+        up = reprune_pruned_counts(gammas, looser)
+        generator = torch.Generator().manual_seed(derived_seed(ctx.seed, t, 0x5E6))
+        inputs = kept_indices(supernet, ctx.groups, plan) if plan is not None else {}
+        keep: dict[str, list[int]] = {}
+        rounding_scores: dict[str, torch.Tensor] = {}
+        layer_sparsity, selected, regrown, coverage = {}, {}, {}, {}
+        covered_total, clusters_total, select_seconds = 0.0, 0, 0.0
+        for index, group in enumerate(self.groups):
+            n = group.size
+            floor = min(p.min_channels, n)
+            active = current_keep(plan, group)
+            filters = group_filters(supernet, group, plan, ctx.groups, inputs)
+            assert filters is not None
+            n_keep = max(floor, n - down[index])
+            n_total = max(floor, n - up[index])
+            start = time.perf_counter()
+            choice = self.select(filters, min(n_keep, len(active)), active,
+                                 derived_seed(ctx.seed, t, index, 0xC1))
+            select_seconds += time.perf_counter() - start
+            kept_set = set(choice.kept)
+            candidates = [c for c in range(n) if c not in kept_set]
+            n_grow = max(0, n_total - len(choice.kept))
+            if n_grow or (p.round_to > 1 and len(choice.kept) % p.round_to):
+                scores = regrowth_scores(filters, choice.kept, candidates)
+            else:  # nothing to regrow or round up: skip the projection (an SVD per group)
+                scores = torch.zeros(len(candidates), dtype=torch.float64)
+            grown = [candidates[i] for i in sample_regrowth(scores, n_grow, generator)]
+            keep[group.name] = sorted(choice.kept + grown)
+            full_scores = torch.zeros(n, dtype=torch.float64)
+            full_scores[candidates] = scores
+            rounding_scores[group.name] = full_scores
+            layer_sparsity[group.name] = down[index] / n
+            selected[group.name] = len(choice.kept)
+            regrown[group.name] = len(grown)
+            if choice.total_clusters is not None and choice.covered_clusters is not None:
+                coverage[group.name] = choice.covered_clusters / max(1, choice.total_clusters)
+                covered_total += choice.covered_clusters
+                clusters_total += choice.total_clusters
+        new_plan = ChannelPlan(keep).rounded(self.groups, p.round_to, rounding_scores)
+        self.decided.append(t)
+        info.update({
+            "target_sparsity": target, "delta": delta, "regrow_sparsity": looser, "final": t >= p.t_prune,
+            "layer_sparsity": layer_sparsity, "selected": selected, "regrown": regrown,
+            "regrown_total": sum(regrown.values()), "select_seconds": select_seconds,
+        })
+        if coverage:
+            info["coverage_rate"] = covered_total / max(1, clusters_total)
+            info["coverage_rate_per_group"] = coverage
+        info.update(self._macs_info(new_plan))
+        return Decision(plan=new_plan, info=info)
+
+    # ------------------------------------------------------------------ MACs targets
+    def _counts(self, kept: Sequence[int]) -> list[int]:
+        """Kept counts after the min_channels floor and round_to (what the plan will have)."""
+        p = self.params
+        return [round_up(max(min(p.min_channels, g.size), k), p.round_to, g.size)
+                for g, k in zip(self.groups, kept, strict=True)]
+
+    def _target_macs(self) -> float:
+        assert self.macs is not None and self.params.target_macs_ratio is not None
+        return self.params.target_macs_ratio * self.macs.dense()
+
+    def _uniform_sparsity_for_macs(self) -> tuple[float, dict[str, Any]]:
+        """The smallest uniform sparsity k/N whose plan meets the MACs target (initial plan, all gammas alike)."""
+        assert self.macs is not None
+        total = sum(g.size for g in self.groups)
+
+        def macs_at(k: int) -> int:
+            return self.macs(self._counts([keep_count(g.size, k / total) for g in self.groups]))
+
+        k, reached = smallest_reaching(total, macs_at, self._target_macs())
+        return k / total, {"target_macs_reached": reached}
+
+    def _global_sparsity_for_macs(self, gammas: Sequence[torch.Tensor]) -> tuple[float, dict[str, Any]]:
+        """The smallest global sparsity k/N whose Eq. 8/9 allocation meets the MACs target."""
+        assert self.macs is not None
+        sizes = [g.size for g in self.groups]
+        total = sum(sizes)
+
+        def macs_at(k: int) -> int:
+            pruned = reprune_pruned_counts(gammas, k / total)
+            return self.macs(self._counts([n - c for n, c in zip(sizes, pruned, strict=True)]))
+
+        k, reached = smallest_reaching(total, macs_at, self._target_macs())
+        return k / total, {"target_macs_reached": reached}
+
+    def _macs_info(self, plan: ChannelPlan) -> dict[str, Any]:
+        assert self.macs is not None
+        planned = self.macs([len(current_keep(plan, g)) for g in self.groups])
+        return {"planned_macs": planned, "planned_macs_ratio": planned / max(1, self.macs.dense())}
+
+
+__all__ = [
+    "GroupSelection",
+    "PlanMacs",
+    "PruneRegrowMethod",
+    "PruneRegrowParams",
+    "current_keep",
+    "derived_seed",
+    "group_filters",
+    "group_gammas",
+    "is_decision_epoch",
+    "plan_from_counts",
+    "round_up",
+    "smallest_reaching",
+]

@@ -1,0 +1,129 @@
+"""REPrune as a training method: ResNet policy, Alg. 1 on the active sub-tensor, end-to-end runs and resume."""
+
+import re
+
+import pytest
+import torch
+
+import prunekit.methods.reprune  # noqa: F401  (registers "reprune")
+from prunekit import io
+from prunekit.channels import ChannelPlan, channel_groups
+from prunekit.config import load_config
+from prunekit.criteria import reprune_select_detailed
+from prunekit.methods import METHODS, build_method
+from prunekit.methods.base import TrainContext
+from prunekit.methods.reprune import REPrune
+from prunekit.methods.structured import PruneRegrowParams
+from prunekit.models import create_model
+from prunekit.train.trainer import Trainer
+
+TIME_KEYS = {"epoch_time_s", "data_time_s", "wall_s", "train_time_s", "select_seconds"}
+
+
+def resnet_ctx(policy):
+    torch.manual_seed(0)
+    model = create_model("resnet20", num_classes=10, in_channels=3)
+    x = torch.zeros(2, 3, 32, 32)
+    return TrainContext(model=model, optimizer=None, steps_per_epoch=1, epochs=10, example_inputs=x,
+                        supernet=model, groups=channel_groups(model, x, policy=policy), plan=None, seed=0)
+
+
+def test_registered_and_built_from_config():
+    assert METHODS.get("reprune") is REPrune
+    cfg = load_config(None, ["method.name=reprune", "method.params.sparsity=0.55", "method.params.policy=all"])
+    method = build_method(cfg.method)
+    assert isinstance(method, REPrune) and method.channel_policy == "all" and method.params.sparsity == 0.55
+
+
+def test_internal_policy_on_a_resnet_only_shrinks_basicblock_conv1():
+    method = REPrune(PruneRegrowParams(sparsity=0.5, delta0=0.2, t_prune=4))
+    ctx = resnet_ctx(method.channel_policy)
+    ctx.plan = method.on_train_start(ctx).plan
+    decision = method.decide(2, ctx)
+    assert method.channel_policy == "internal"
+    names = set(decision.plan.keep)
+    assert len(names) == 9 and all(re.fullmatch(r"layer\d\.\d\.conv1", n) for n in names)
+    assert any(len(k) < 16 for k in decision.plan.keep.values())
+    # with policy "all" the residual streams are prunable too
+    method_all = REPrune(PruneRegrowParams(sparsity=0.5, delta0=0.2, t_prune=4, policy="all"))
+    assert {"conv1", "layer2.0.conv2", "layer3.0.conv2"} <= set(method_all.on_train_start(
+        resnet_ctx("all")).plan.keep)
+
+
+def test_selection_runs_alg1_on_active_filters_and_active_input_channels():
+    torch.manual_seed(0)
+    model = create_model("small_cnn", num_classes=10, in_channels=1)
+    x = torch.zeros(2, 1, 8, 8)
+    groups = channel_groups(model, x, policy="internal")
+    ctx = TrainContext(model=model, optimizer=None, steps_per_epoch=1, epochs=10, example_inputs=x,
+                       supernet=model, groups=groups, plan=None, seed=5)
+    active1 = [0, 1, 2, 4, 6, 7, 9, 11, 12, 15]
+    active2 = [i for i in range(32) if i % 3 != 0]
+    ctx.plan = ChannelPlan({"features.conv1": active1, "features.conv2": active2,
+                            "features.conv3": list(range(64))})
+    method = REPrune(PruneRegrowParams(sparsity=0.6, delta0=0.0, t_prune=4))
+    decision = method.decide(4, ctx)  # delta 0: no regrowth, the plan is the selection itself
+    kept2 = decision.plan.keep["features.conv2"]
+    assert set(kept2) <= set(active2) and decision.info["regrown_total"] == 0
+    weight = model.get_submodule("features.conv2").weight.detach()[:, active1]
+    n_keep = len(kept2)
+    seed = _seed(5, 4, 1)
+    expected = reprune_select_detailed(weight, (32 - n_keep) / 32, seed=seed, active=active2)
+    assert kept2 == expected.kept
+    assert 0.0 < decision.info["coverage_rate_per_group"]["features.conv2"] <= 1.0
+    assert decision.info["select_seconds"] > 0.0
+
+
+def _seed(seed, t, index):
+    from prunekit.methods.structured import derived_seed
+
+    return derived_seed(seed, t, index, 0xC1)
+
+
+def digits_config(epochs, t_prune, interval, **params):
+    sets = ["data.name=digits", "data.crop_padding=1", "data.flip=false", "model.name=small_cnn",
+            f"train.epochs={epochs}", "train.batch_size=64", "train.threads=1", "optim.lr=0.05",
+            "optim.nesterov=true", "method.name=reprune", f"method.params.t_prune={t_prune}",
+            f"method.params.interval={interval}"] + [f"method.params.{k}={v}" for k, v in params.items()]
+    return load_config(None, sets)
+
+
+def test_trainer_run_reaches_half_the_dense_macs(tmp_path):
+    cfg = digits_config(5, 4, 2, target_macs_ratio=0.5, delta0=0.3)
+    summary = Trainer(cfg, tmp_path / "run", quiet=True).fit()
+    ratio = summary["macs"] / summary["dense_macs"]
+    assert 0.5 * 0.97 <= ratio <= 0.5
+    decisions = [r for r in io.read_jsonl(tmp_path / "run" / "metrics.jsonl") if r["kind"] == "decision"]
+    assert [r["epoch"] for r in decisions] == [-1, 1, 3]
+    assert decisions[1]["regrown_total"] > 0 and decisions[-1]["regrown_total"] == 0
+    for key in ("layer_sparsity", "selected", "regrown", "coverage_rate", "select_seconds"):
+        assert key in decisions[1], key
+
+
+class Interrupt(Exception):
+    pass
+
+
+def without_times(records):
+    return [{k: v for k, v in r.items() if k not in TIME_KEYS} for r in records]
+
+
+def test_resume_in_the_middle_of_the_schedule_matches_the_uninterrupted_run(tmp_path):
+    cfg = digits_config(5, 4, 1, sparsity=0.5, delta0=0.3)
+    Trainer(cfg, tmp_path / "full", quiet=True).fit()
+    records = io.read_jsonl(tmp_path / "full" / "metrics.jsonl")
+    steps_per_epoch = next(r["step"] for r in records if r["kind"] == "epoch")
+
+    def kill(step):
+        if step == 2 * steps_per_epoch + 5:  # in epoch 3, after the decisions at t = 1 and 2
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        Trainer(cfg, tmp_path / "cut", quiet=True, on_step=kill).fit()
+    Trainer.resume(tmp_path / "cut", quiet=True).fit()
+    full = io.load_tensors(tmp_path / "full" / "model" / "model.safetensors")
+    cut = io.load_tensors(tmp_path / "cut" / "model" / "model.safetensors")
+    assert full.keys() == cut.keys()
+    for name in full:
+        assert torch.equal(full[name], cut[name]), name
+    assert without_times(records) == without_times(io.read_jsonl(tmp_path / "cut" / "metrics.jsonl"))

@@ -1,0 +1,235 @@
+"""The prune-and-regrow schedule shared by REPrune and CHEX, checked against independent computations."""
+
+import copy
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import prunekit.methods.chex  # noqa: F401  (registers "chex")
+from prunekit.channels import ChannelPlan, absorb, channel_groups, materialize
+from prunekit.errors import UserError
+from prunekit.measure import count_macs
+from prunekit.methods.base import TrainContext
+from prunekit.methods.chex import CHEX
+from prunekit.methods.structured import (
+    PlanMacs,
+    PruneRegrowParams,
+    group_filters,
+    group_gammas,
+    is_decision_epoch,
+    smallest_reaching,
+)
+from prunekit.models import create_model
+
+BNS = ["features.bn1", "features.bn2", "features.bn3"]
+CONVS = ["features.conv1", "features.conv2", "features.conv3"]
+
+
+def small_ctx(seed=0, policy="internal"):
+    torch.manual_seed(seed)
+    model = create_model("small_cnn", num_classes=10, in_channels=1)
+    x = torch.zeros(2, 1, 8, 8)
+    groups = channel_groups(model, x, policy=policy)
+    return TrainContext(model=model, optimizer=None, steps_per_epoch=1, epochs=200, example_inputs=x,
+                        supernet=model, groups=groups, plan=None, seed=seed)
+
+
+def chex(**kwargs):
+    return CHEX(PruneRegrowParams(**kwargs))
+
+
+def set_distinct_gammas(model, seed=1):
+    """Distinct positive BN scales, so Eq. 8/9 has no ties."""
+    rng = np.random.default_rng(seed)
+    values = rng.permutation(np.arange(1, 16 + 32 + 64 + 1)) / 100.0
+    start = 0
+    with torch.no_grad():
+        for name in BNS:
+            bn = model.get_submodule(name)
+            n = bn.weight.numel()
+            bn.weight.copy_(torch.tensor(values[start:start + n], dtype=torch.float32))
+            start += n
+
+
+@pytest.mark.parametrize("t_prune, interval", [(8, 2), (7, 2), (5, 1), (9, 3)])
+def test_schedule_decides_every_interval_up_to_t_prune_and_never_after(t_prune, interval):
+    ctx = small_ctx()
+    method = chex(sparsity=0.5, t_prune=t_prune, interval=interval, delta0=0.2)
+    ctx.plan = method.on_train_start(ctx).plan
+    decided = []
+    for epoch in range(12):
+        decision = method.on_epoch_end(epoch, ctx)
+        if decision is not None:
+            decided.append(epoch + 1)
+            ctx.plan = decision.plan
+    expected = sorted({t for t in range(1, 13) if t % interval == 0 and t <= t_prune} | {t_prune})
+    assert decided == expected
+    assert [t for t in range(1, 13) if is_decision_epoch(t, t_prune, interval)] == expected
+    assert method.state_dict() == {"decided": expected}
+
+
+def test_initial_plan_is_uniform_l1_prune_at_target_minus_delta0():
+    ctx = small_ctx()
+    decision = chex(sparsity=0.6, delta0=0.25, t_prune=10).on_train_start(ctx)
+    for conv in CONVS:
+        weight = ctx.supernet.get_submodule(conv).weight.detach()
+        n = weight.shape[0]
+        norms = weight.abs().sum(dim=(1, 2, 3)).numpy()
+        n_keep = math.ceil((1 - (0.6 - 0.25)) * n)
+        expected = sorted(np.argsort(-norms, kind="stable")[:n_keep].tolist())
+        assert decision.plan.keep[conv] == expected
+
+
+def test_regrowth_counts_follow_cosine_delta_and_global_bn_quantile():
+    ctx = small_ctx()
+    set_distinct_gammas(ctx.supernet)
+    target, delta0, t, t_prune = 0.5, 0.4, 3, 10
+    method = chex(sparsity=target, delta0=delta0, t_prune=t_prune)
+    decision = method.decide(t, ctx)  # plan None: everything active
+    delta = delta0 * (1 + math.cos(math.pi * t / t_prune)) / 2
+    gammas = {bn: ctx.supernet.get_submodule(bn).weight.detach().abs().numpy() for bn in BNS}
+    everything = np.sort(np.concatenate(list(gammas.values())))
+    total = everything.size
+
+    def pruned(bn, sparsity):
+        k = math.ceil(sparsity * total)
+        return int((gammas[bn] <= everything[k - 1]).sum()) if k else 0
+
+    assert decision.info["delta"] == pytest.approx(delta)
+    for conv, bn in zip(CONVS, BNS, strict=True):
+        n = gammas[bn].size
+        down, up = pruned(bn, target), pruned(bn, target - delta)
+        assert decision.info["selected"][conv] == n - down
+        assert decision.info["regrown"][conv] == down - up
+        assert len(decision.plan.keep[conv]) == n - up
+        assert decision.info["layer_sparsity"][conv] == pytest.approx(down / n)
+    # the final decision (t = T_prune) regrows nothing
+    final = method.decide(t_prune, ctx)
+    assert final.info["regrown_total"] == 0 and final.info["delta"] == 0.0
+
+
+def test_regrown_channels_return_with_their_most_recently_used_values():
+    ctx = small_ctx()
+    method = chex(sparsity=0.6, delta0=0.1, t_prune=100)
+    plan0 = method.on_train_start(ctx).plan
+    saved = copy.deepcopy(ctx.supernet.state_dict())
+    # train the subnet a little and write it back: kept channels move, removed ones keep their values
+    subnet = materialize(ctx.supernet, plan0, ctx.groups)
+    opt = torch.optim.SGD(subnet.parameters(), lr=0.1)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(3):
+        x, y = torch.randn(16, 1, 8, 8, generator=gen), torch.randint(0, 10, (16,), generator=gen)
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(subnet(x), y).backward()
+        opt.step()
+    absorb(subnet, ctx.supernet, plan0, ctx.groups)
+    ctx.plan = plan0
+    plan1 = method.decide(1, ctx).plan
+    sub1 = materialize(ctx.supernet, plan1, ctx.groups)
+    returned = 0
+    for index, (conv, bn) in enumerate(zip(CONVS, BNS, strict=True)):
+        back = sorted(set(plan1.keep[conv]) - set(plan0.keep[conv]))
+        inputs = list(range(1)) if index == 0 else plan1.keep[CONVS[index - 1]]
+        for channel in back:
+            row = plan1.keep[conv].index(channel)
+            expected_row = saved[f"{conv}.weight"][channel][inputs]
+            assert torch.equal(sub1.get_submodule(conv).weight[row].detach(), expected_row)
+            for tensor in ("weight", "bias", "running_mean", "running_var"):
+                value = getattr(sub1.get_submodule(bn), tensor)[row]
+                assert torch.equal(value.detach(), saved[f"{bn}.{tensor}"][channel]), (bn, tensor)
+            returned += 1
+    assert returned > 0  # some channels pruned by plan0 came back
+
+
+def test_decisions_are_deterministic_for_a_seed():
+    plans = []
+    for _ in range(2):
+        ctx = small_ctx(seed=3)
+        method = chex(sparsity=0.5, delta0=0.3, t_prune=10)
+        ctx.plan = method.on_train_start(ctx).plan
+        plans.append(method.decide(2, ctx).plan.keep)
+    assert plans[0] == plans[1]
+
+
+def test_group_filters_drop_removed_input_channels_and_gammas_zero_removed_channels():
+    ctx = small_ctx()
+    plan = ChannelPlan({"features.conv1": [0, 3, 5, 9], "features.conv2": list(range(0, 32, 2))})
+    filters = group_filters(ctx.supernet, ctx.groups[1], plan, ctx.groups)
+    weight = ctx.supernet.get_submodule("features.conv2").weight.detach().double()
+    assert torch.equal(filters, weight[:, [0, 3, 5, 9]].reshape(32, 4, 9))  # every output row, MRU included
+    gamma = group_gammas(ctx.supernet, ctx.groups[1], plan)
+    expected = ctx.supernet.get_submodule("features.bn2").weight.detach().double().abs()
+    expected[1::2] = 0.0
+    assert torch.equal(gamma, expected)
+
+
+def test_residual_stream_filters_stack_every_writer_with_padded_kernels():
+    torch.manual_seed(0)
+    model = create_model("resnet20", num_classes=10, in_channels=3)
+    x = torch.zeros(2, 3, 32, 32)
+    groups = {g.name: g for g in channel_groups(model, x, policy="all")}
+    stream = groups["layer2.0.conv2"]  # writers: layer2.0.conv2 (3x3), layer2.0.shortcut.0 (1x1), ...
+    filters = group_filters(model, stream, None, list(groups.values()))
+    shortcut = model.get_submodule("layer2.0.shortcut.0").weight.detach().double().reshape(32, 16, 1)
+    conv2 = model.get_submodule("layer2.0.conv2").weight.detach().double().reshape(32, 32, 9)
+    assert filters.shape == (32, 32 + 16 + 32 + 32, 9)
+    assert torch.equal(filters[:, :32], conv2)
+    assert torch.equal(filters[:, 32:48, :1], shortcut) and not filters[:, 32:48, 1:].any()
+
+
+def test_plan_macs_match_a_hand_count():
+    ctx = small_ctx()
+    macs = PlanMacs(ctx.supernet, ctx.groups, ctx.example_inputs)
+    a, b, c = 10, 20, 40
+    # conv1 1->a at 8x8, conv2 a->b at 4x4, conv3 b->c at 2x2 (3x3 kernels), fc c->10
+    expected = a * 1 * 9 * 64 + b * a * 9 * 16 + c * b * 9 * 4 + 10 * c
+    assert macs([a, b, c]) == expected
+    assert macs.dense() == count_macs(ctx.supernet, ctx.example_inputs)
+
+
+def test_smallest_reaching_agrees_with_a_linear_scan():
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        values = np.sort(rng.integers(0, 1000, size=rng.integers(1, 30)))[::-1]
+        target = float(rng.integers(-10, 1010))
+        k, reached = smallest_reaching(len(values) - 1, lambda i, v=values: int(v[i]), target)
+        scan = [i for i in range(len(values)) if values[i] <= target]
+        assert reached == bool(scan)
+        assert k == (scan[0] if scan else len(values) - 1)
+
+
+def test_macs_target_round_to_and_min_channels_shape_the_final_plan():
+    ctx = small_ctx()
+    method = chex(target_macs_ratio=0.5, delta0=0.2, t_prune=4, round_to=8, min_channels=8)
+    ctx.plan = method.on_train_start(ctx).plan
+    final = method.decide(4, ctx)
+    counts = [len(final.plan.keep[c]) for c in CONVS]
+    assert all(n % 8 == 0 and n >= 8 for n in counts)
+    dense = count_macs(ctx.supernet, ctx.example_inputs)
+    macs = count_macs(materialize(ctx.supernet, final.plan, ctx.groups), ctx.example_inputs)
+    assert macs <= 0.5 * dense and final.info["planned_macs"] == macs
+
+
+@pytest.mark.parametrize("params", [
+    {}, {"sparsity": 0.5, "target_macs_ratio": 0.5}, {"sparsity": 1.0}, {"sparsity": 0.5, "interval": 0},
+    {"target_macs_ratio": 0.0}, {"sparsity": 0.5, "min_channels": 0}, {"sparsity": 0.5, "t_prune": 0},
+])
+def test_bad_parameters_are_user_errors(params):
+    with pytest.raises(UserError):
+        chex(**params)
+
+
+def test_t_prune_beyond_the_run_is_a_user_error_and_state_is_json():
+    ctx = small_ctx()
+    ctx.epochs = 5
+    with pytest.raises(UserError, match="t_prune"):
+        chex(sparsity=0.5, t_prune=6).on_train_start(ctx)
+    method = chex(sparsity=0.5, t_prune=5)
+    ctx.plan = method.on_train_start(ctx).plan
+    method.on_epoch_end(1, ctx)
+    restored = chex(sparsity=0.5, t_prune=5)
+    restored.load_state_dict(json.loads(json.dumps(method.state_dict())))
+    assert restored.state_dict() == {"decided": [2]}

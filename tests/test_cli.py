@@ -1,0 +1,93 @@
+"""The CLI's contract: user mistakes give one line on stderr and exit status 2, results go to stdout."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from prunekit.cli import main
+
+
+def run_cli(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_line_error(code, err):
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("prunekit: error: "), err
+    assert "Traceback" not in err
+
+
+def test_unknown_key_suggests_closest(tmp_path, capsys):
+    path = tmp_path / "bad.yaml"
+    path.write_text("train:\n  epohcs: 3\n")
+    code, _, err = run_cli(capsys, "train", str(path), "--out", str(tmp_path / "run"))
+    one_line_error(code, err)
+    assert "did you mean 'train.epochs'" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_bad_override_and_missing_config(tmp_path, capsys):
+    code, _, err = run_cli(capsys, "train", str(tmp_path / "none.yaml"))
+    one_line_error(code, err)
+    path = tmp_path / "ok.yaml"
+    path.write_text("train:\n  epochs: 1\n")
+    code, _, err = run_cli(capsys, "train", str(path), "--set", "optim.lr=-1")
+    one_line_error(code, err)
+    assert "optim.lr" in err
+
+
+def test_missing_data_path_says_where_it_looked(tmp_path, capsys):
+    path = tmp_path / "c.yaml"
+    path.write_text(f"data:\n  name: cifar10\n  path: {tmp_path / 'nowhere'}\n")
+    code, _, err = run_cli(capsys, "train", str(path), "--out", str(tmp_path / "run"))
+    one_line_error(code, err)
+    assert "nowhere" in err
+
+
+def test_truncated_checkpoint_on_resume(tmp_path, capsys):
+    path = tmp_path / "c.yaml"
+    path.write_text("data:\n  name: synthetic\n  synthetic_size: 64\n  synthetic_shape: [1, 8, 8]\n"
+                    "model:\n  name: small_cnn\ntrain:\n  epochs: 1\n  batch_size: 32\n")
+    run = tmp_path / "run"
+    code, out, _ = run_cli(capsys, "train", str(path), "--out", str(run), "--quiet")
+    assert code == 0 and "test_accuracy" in out
+    weights = next((run / "checkpoints").glob("epoch-*/model.safetensors"))
+    weights.write_bytes(weights.read_bytes()[:100])
+    code, _, err = run_cli(capsys, "train", "--resume", str(run))
+    one_line_error(code, err)
+    assert "truncated or corrupt" in err
+
+
+def test_measure_json(capsys):
+    code, out, _ = run_cli(capsys, "measure", "--model", "resnet20", "--json", "--no-latency")
+    assert code == 0
+    result = json.loads(out)
+    assert result["params"] == 272474 and result["flops"] == 2 * result["macs"]
+
+
+def test_measure_unknown_model_and_bad_input(capsys):
+    code, _, err = run_cli(capsys, "measure", "--model", "resnet21")
+    one_line_error(code, err)
+    assert "did you mean" in err
+    code, _, err = run_cli(capsys, "measure", "--model", "resnet20", "--input", "3by32")
+    one_line_error(code, err)
+
+
+def test_real_process_exit_status(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("model: [1, 2\n")
+    proc = subprocess.run([sys.executable, "-m", "prunekit.cli", "train", str(path)], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "not valid YAML" in proc.stderr
+
+
+@pytest.mark.parametrize("command", [["info"], ["measure", "--model", "lenet5", "--no-latency"]])
+def test_informational_commands(capsys, command):
+    code, out, _ = run_cli(capsys, *command)
+    assert code == 0 and out.strip()

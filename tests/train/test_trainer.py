@@ -1,0 +1,86 @@
+"""End-to-end trainer checks on small data: a dense run, exact resume after a mid-epoch kill, run directories."""
+
+import json
+
+import pytest
+import torch
+
+from prunekit import io
+from prunekit.config import load_config
+from prunekit.errors import UserError
+from prunekit.train.trainer import Trainer
+
+TIME_KEYS = {"epoch_time_s", "data_time_s", "wall_s", "train_time_s"}
+
+
+def quick_config(**overrides):
+    sets = [
+        "data.name=synthetic", "data.synthetic_size=192", "data.synthetic_shape=[3, 16, 16]",
+        "model.name=small_cnn", "train.epochs=3", "train.batch_size=32", "train.threads=1",
+        "optim.lr=0.05", "data.crop_padding=2",
+    ] + [f"{k}={v}" for k, v in overrides.items()]
+    return load_config(None, sets)
+
+
+class Interrupt(Exception):
+    pass
+
+
+def without_times(records):
+    return [{k: v for k, v in r.items() if k not in TIME_KEYS} for r in records]
+
+
+def test_dense_run_writes_a_complete_run_directory(tmp_path):
+    summary = Trainer(quick_config(), tmp_path / "run", quiet=True).fit()
+    run = tmp_path / "run"
+    for name in ("config.yaml", "metrics.jsonl", "summary.json", "checkpoints/latest.json"):
+        assert (run / name).is_file(), name
+    for key in ("test_accuracy", "params", "macs", "flops", "train_time_s", "train_flops", "epochs", "method"):
+        assert key in summary
+    assert summary["flops"] == 2 * summary["macs"] and 0.0 <= summary["test_accuracy"] <= 1.0
+    epochs = [r for r in io.read_jsonl(run / "metrics.jsonl") if r["kind"] == "epoch"]
+    assert [r["epoch"] for r in epochs] == [0, 1, 2]
+    # training FLOPs of an epoch = 3 x forward FLOPs x samples seen (the ledger's definition)
+    assert epochs[0]["train_flops"] == 3 * 2 * summary["macs"] * 192
+    assert summary["train_flops"] == sum(r["train_flops"] for r in epochs)
+    assert summary["test_accuracy"] > 0.3  # the synthetic data is learnable; chance is 0.1
+
+
+def test_resume_after_mid_epoch_kill_matches_uninterrupted_run(tmp_path):
+    cfg = quick_config()
+    Trainer(cfg, tmp_path / "full", quiet=True).fit()
+    steps_per_epoch = 6  # 192 samples / 32
+
+    def kill(step):
+        if step == steps_per_epoch + 3:  # in the middle of the second epoch
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        Trainer(cfg, tmp_path / "cut", quiet=True, on_step=kill).fit()
+    assert io.read_json(tmp_path / "cut" / "checkpoints" / "latest.json")["epoch"] == 1
+    Trainer.resume(tmp_path / "cut", quiet=True).fit()
+
+    full = io.load_tensors(tmp_path / "full" / "model" / "model.safetensors")
+    cut = io.load_tensors(tmp_path / "cut" / "model" / "model.safetensors")
+    assert full.keys() == cut.keys()
+    for name in full:
+        assert torch.equal(full[name], cut[name]), name
+    assert without_times(io.read_jsonl(tmp_path / "full" / "metrics.jsonl")) == without_times(
+        io.read_jsonl(tmp_path / "cut" / "metrics.jsonl"))
+
+
+def test_existing_run_directory_is_never_overwritten(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "precious.txt").write_text("keep me")
+    with pytest.raises(UserError, match="already exists"):
+        Trainer(quick_config(), run, quiet=True).fit()
+    assert (run / "precious.txt").read_text() == "keep me"
+
+
+def test_config_yaml_is_the_resolved_config(tmp_path):
+    cfg = quick_config()
+    Trainer(cfg, tmp_path / "run", quiet=True).fit()
+    saved = load_config(tmp_path / "run" / "config.yaml")
+    assert saved == cfg
+    assert json.loads(json.dumps(cfg.to_dict())) == cfg.to_dict()
