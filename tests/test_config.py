@@ -57,3 +57,22 @@ def test_to_dict_round_trips(tmp_path):
     cfg = load_config(write(tmp_path, "optim:\n  betas: [0.5, 0.6]\n"))
     again = load_config(write(tmp_path, yaml.safe_dump(cfg.to_dict())))
     assert again == cfg
+
+
+def test_exponent_without_dot_is_a_number(tmp_path):
+    cfg = load_config(write(tmp_path, "optim:\n  weight_decay: 1e-4\n"))
+    assert cfg.optim.weight_decay == 1e-4
+
+
+def test_missing_required_method_param_is_a_user_error():
+    import dataclasses
+
+    from prunekit.config import build_dataclass
+
+    @dataclasses.dataclass
+    class Params:
+        prune_epoch: int
+        rate: float = 0.5
+
+    with pytest.raises(UserError, match="'method.params.prune_epoch' is required"):
+        build_dataclass(Params, {"rate": 0.3}, prefix="method.params.")

@@ -202,6 +202,11 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if tp is float:
         if isinstance(value, int | float) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str):  # PyYAML reads 1e-4 (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
         raise UserError(f"config key {key!r}: expected a number, got {value!r}")
     if tp is str:
         if isinstance(value, str):
@@ -228,9 +233,14 @@ def build_dataclass(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
         kwargs[key] = _coerce(value, tp, full)
         low, high, what = RANGES.get(full, (None, None, ""))
         number = kwargs[key]
-        if isinstance(number, int | float) and not isinstance(number, bool):
-            if (low is not None and number < low) or (high is not None and number > high):
-                raise UserError(f"config key {full!r}: must be {what}, got {number!r}")
+        is_number = isinstance(number, int | float) and not isinstance(number, bool)
+        if is_number and ((low is not None and number < low) or (high is not None and number > high)):
+            raise UserError(f"config key {full!r}: must be {what}, got {number!r}")
+    required = [f.name for f in dataclasses.fields(cls)
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    missing = [name for name in required if name not in kwargs]
+    if missing:
+        raise UserError(f"config key {prefix + missing[0]!r} is required")
     return cls(**kwargs)
 
 

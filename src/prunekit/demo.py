@@ -15,7 +15,7 @@ from prunekit.config import load_config
 from prunekit.errors import UserError
 from prunekit.train.trainer import Trainer
 
-PRESETS = ["quickstart"]  # pruning presets join here as their methods land (see configs/)
+PRESETS = ["quickstart", "quickstart-reprune", "quickstart-chex"]  # more join as their methods land
 
 
 def run_preset(preset: str, root: Path) -> dict[str, Any]:

@@ -41,6 +41,6 @@ def build_method(cfg: MethodConfig) -> Method:
 
 
 # Each method module registers itself on import.
-from prunekit.methods import chex, reprune  # noqa: E402,F401
+from prunekit.methods import chex, hrank, one_shot, prunetrain, reprune, slimming  # noqa: E402,F401
 
 __all__ = ["METHODS", "Decision", "Dense", "Method", "TrainContext", "build_method"]

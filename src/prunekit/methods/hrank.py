@@ -1,0 +1,117 @@
+"""HRank (Lin et al., CVPR 2020): prune the filters whose feature maps have the lowest average rank.
+
+After `prune_epoch` epochs, the average matrix rank of every channel's feature map (after ReLU) is estimated on
+`rank_batches` training batches (`criteria.collect_feature_map_ranks`, eval mode, no gradient), and in each
+prunable group the floor(rate * width) lowest-rank channels go (`criteria.hrank_keep`; at least
+`min_channels` stay). Training then continues on the subnet.
+
+Differences from the official code (research note classic_methods.md §3.1), all deliberate:
+- one decision for all layers at once, not layer by layer with a fine-tuning round after each layer;
+- channels are removed physically (the official code only zeroes them);
+- the batches come from `ctx.train_batches()`, i.e. without augmentation (the official code used augmented
+  training batches);
+- the hooked feature map is ReLU(output of the group's BN after its first producer), or ReLU(output of the
+  producer) without a BN. Under the default "internal" policy (HRank never prunes residual outputs: their
+  rates are 0 in the official lists) that is exactly the map the filter produces.
+
+`rates`: one uniform rate, a list with one rate per prunable group (in `ctx.groups` order, i.e. module order),
+or a mapping {group name: rate} (groups not named keep all their channels).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Literal
+
+from prunekit.channels import ChannelGroup, ChannelPlan
+from prunekit.criteria import collect_feature_map_ranks, hrank_keep, prune_count
+from prunekit.criteria.hrank import DEFAULT_RANK_BATCHES
+from prunekit.errors import UserError
+from prunekit.methods import METHODS
+from prunekit.methods.base import TrainContext
+from prunekit.methods.group_rules import PruneOnceMethod, check_rate, current_keep, require_prune_epoch
+
+
+@dataclasses.dataclass
+class HRankParams:
+    """method.params of `hrank`."""
+
+    prune_epoch: int = -1  # required: epochs trained before ranks are measured (0: at initialisation)
+    rates: float | list[float] | dict[str, float] = 0.5  # fraction of each group's filters to remove
+    rank_batches: int = DEFAULT_RANK_BATCHES  # official --limit: 5 batches
+    policy: Literal["internal", "all"] = "internal"
+    min_channels: int = 1
+
+    def __post_init__(self) -> None:
+        require_prune_epoch(self.prune_epoch)
+        values = (self.rates.values() if isinstance(self.rates, dict)
+                  else self.rates if isinstance(self.rates, list) else [self.rates])
+        for rate in values:
+            if not isinstance(rate, int | float) or isinstance(rate, bool):
+                raise UserError(f"method.params.rates must hold numbers in [0, 1], got {rate!r}")
+            check_rate(float(rate), "method.params.rates")
+        if self.rank_batches < 1:
+            raise UserError(f"method.params.rank_batches must be >= 1, got {self.rank_batches}")
+        if self.min_channels < 1:
+            raise UserError(f"method.params.min_channels must be >= 1, got {self.min_channels}")
+
+
+def rates_per_group(rates: float | list[float] | dict[str, float], groups: list[ChannelGroup]) -> dict[str, float]:
+    """{group name: pruning rate} from one rate, a list in group order, or a mapping by group name."""
+    if isinstance(rates, dict):
+        names = {g.name for g in groups}
+        unknown = sorted(set(rates) - names)
+        if unknown:
+            raise UserError(f"hrank: method.params.rates names {unknown[0]!r}, which is not a prunable channel "
+                            f"group; groups: {', '.join(g.name for g in groups)}")
+        return {name: float(rate) for name, rate in rates.items()}
+    if isinstance(rates, list):
+        if len(rates) != len(groups):
+            raise UserError(f"hrank: method.params.rates lists {len(rates)} rates but the model has {len(groups)} "
+                            f"prunable channel groups: {', '.join(g.name for g in groups)}")
+        return {g.name: float(rate) for g, rate in zip(groups, rates, strict=True)}
+    return {g.name: float(rates) for g in groups}
+
+
+def hooked_module(group: ChannelGroup) -> str:
+    """The module whose ReLU'd output is the group's feature map: its BN, else its first producer."""
+    return group.bn if group.bn is not None else group.producers[0]
+
+
+@METHODS.register("hrank")
+class HRank(PruneOnceMethod):
+    """HRank, one pruning decision (module docstring)."""
+
+    name = "hrank"
+    Params = HRankParams
+
+    def __init__(self, params: HRankParams) -> None:
+        super().__init__()
+        self.params = params
+        self.channel_policy = params.policy
+
+    def on_train_start(self, ctx: TrainContext) -> Any:
+        if ctx.groups is not None:
+            rates_per_group(self.params.rates, ctx.groups)  # report a bad rate list before training
+        return super().on_train_start(ctx)
+
+    def make_plan(self, ctx: TrainContext) -> tuple[ChannelPlan, dict[str, Any]]:
+        assert ctx.groups is not None
+        if ctx.train_batches is None:
+            raise RuntimeError("hrank needs ctx.train_batches to measure feature-map ranks")
+        rates = rates_per_group(self.params.rates, ctx.groups)
+        chosen = [g for g in ctx.groups if rates.get(g.name, 0.0) > 0]
+        modules = [hooked_module(g) for g in chosen]
+        # ctx.model is the network being trained: its group channels are the kept ones, in increasing order.
+        ranks = collect_feature_map_ranks(ctx.model, modules, ctx.train_batches(), self.params.rank_batches)
+        keep = dict(ctx.plan.keep) if ctx.plan is not None else {}
+        mean_ranks = {}
+        for group, module in zip(chosen, modules, strict=True):
+            kept = current_keep(ctx.plan, group)
+            group_ranks = ranks[module]
+            # floor(rate * full width) filters go; counted against the full width when some are already gone
+            n_prune = prune_count(group.size, rates[group.name]) - (group.size - len(kept))
+            rate = min(1.0, max(0.0, n_prune / len(kept)))
+            keep[group.name] = [kept[i] for i in hrank_keep(group_ranks, rate, self.params.min_channels)]
+            mean_ranks[group.name] = round(float(group_ranks.mean()), 3)
+        return ChannelPlan(keep), {"mean_rank": mean_ranks, "rank_batches": self.params.rank_batches}

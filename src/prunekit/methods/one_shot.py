@@ -1,0 +1,122 @@
+"""One-shot structured baselines: prune once after `prune_epoch` epochs, then train on the subnet.
+
+- `l1_filter`: L1-norm filter pruning (Li et al., ICLR 2017, "Pruning Filters for Efficient ConvNets"): in every
+  prunable group the filters with the smallest sum |W[o]| go (`criteria.l1_filter_norms`; on a residual stream
+  under policy "all", the sum over the stream's writers).
+- `bn_scale`: BN-scale pruning: the channels with the smallest |gamma| go (`criteria.bn_scale_importance`'s
+  score; the largest |gamma| over a stream's BNs under "all"). Groups without a BatchNorm keep all channels.
+
+How many go: either `rate`, the same fraction of every group's full width (floor(rate * width) channels), or
+`target_macs_ratio`, the fraction of the dense model's MACs to keep: the smallest uniform rate whose subnet has at
+most that many MACs (bisection, `group_rules.search_rate_for_macs`). A group never keeps fewer than
+`min_channels`. Among equal scores the lower channel index is kept (`criteria.keep_top`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from prunekit.channels import ChannelGroup, ChannelPlan
+from prunekit.errors import UserError
+from prunekit.measure import count_macs
+from prunekit.methods import METHODS
+from prunekit.methods.base import TrainContext
+from prunekit.methods.group_rules import (
+    PruneOnceMethod,
+    bn_group_scores,
+    check_rate,
+    current_keep,
+    l1_group_scores,
+    macs_estimator,
+    masked_copy,
+    plan_macs,
+    require_prune_epoch,
+    search_rate_for_macs,
+    uniform_keep,
+)
+
+
+@dataclasses.dataclass
+class OneShotParams:
+    """method.params of `l1_filter` and `bn_scale`: give exactly one of `rate` and `target_macs_ratio`."""
+
+    prune_epoch: int = -1  # required: epochs trained before pruning (0: prune at initialisation)
+    rate: float | None = None  # fraction of every group's channels to remove
+    target_macs_ratio: float | None = None  # fraction of the dense MACs to keep, in (0, 1]
+    policy: Literal["internal", "all"] = "internal"
+    min_channels: int = 1
+
+    def __post_init__(self) -> None:
+        require_prune_epoch(self.prune_epoch)
+        if (self.rate is None) == (self.target_macs_ratio is None):
+            raise UserError("method.params: give exactly one of rate (fraction of channels to remove) and "
+                            "target_macs_ratio (fraction of the dense MACs to keep)")
+        if self.rate is not None:
+            check_rate(self.rate, "method.params.rate")
+        if self.target_macs_ratio is not None and not 0.0 < self.target_macs_ratio <= 1.0:
+            raise UserError(f"method.params.target_macs_ratio must lie in (0, 1], got {self.target_macs_ratio}")
+        if self.min_channels < 1:
+            raise UserError(f"method.params.min_channels must be >= 1, got {self.min_channels}")
+
+
+class OneShotPruning(PruneOnceMethod):
+    """Score every prunable group's channels once and keep the best ones (module docstring)."""
+
+    Params = OneShotParams
+    # per-channel scores of one group (higher = keep), or None when the group cannot be scored
+    score: Callable[[nn.Module, ChannelGroup], torch.Tensor | None]
+
+    def __init__(self, params: OneShotParams) -> None:
+        super().__init__()
+        self.params = params
+        self.channel_policy = params.policy
+
+    def uniform_plan(self, ctx: TrainContext, scores: dict[str, torch.Tensor], rate: float) -> ChannelPlan:
+        assert ctx.groups is not None
+        keep = dict(ctx.plan.keep) if ctx.plan is not None else {}
+        for group in ctx.groups:
+            if group.name in scores:
+                keep[group.name] = uniform_keep(scores[group.name], current_keep(ctx.plan, group), rate,
+                                                group.size, self.params.min_channels)
+        return ChannelPlan(keep)
+
+    def make_plan(self, ctx: TrainContext) -> tuple[ChannelPlan, dict[str, Any]]:
+        assert ctx.groups is not None and ctx.supernet is not None
+        model = masked_copy(ctx.supernet, ctx.plan, ctx.groups)  # removed channels must not add to the scores
+        scores = {}
+        for group in ctx.groups:
+            score = self.score(model, group)
+            if score is not None:
+                scores[group.name] = score
+        if not scores:
+            raise UserError(f"{self.name}: no prunable channel group can be scored")
+        if self.params.rate is not None:
+            return self.uniform_plan(ctx, scores, self.params.rate), {"rate": self.params.rate}
+        dense_macs = count_macs(ctx.supernet, ctx.example_inputs[:1])
+        target = self.params.target_macs_ratio * dense_macs
+        estimate = macs_estimator(ctx.supernet, ctx.groups, ctx.example_inputs)
+        rate, plan, _ = search_rate_for_macs(lambda r: self.uniform_plan(ctx, scores, r), estimate, target)
+        macs = plan_macs(ctx.supernet, plan, ctx.groups, ctx.example_inputs)  # measured, not estimated
+        return plan, {"rate": rate, "target_macs_ratio": self.params.target_macs_ratio,
+                      "macs_ratio": macs / dense_macs, "target_reached": macs <= target}
+
+
+@METHODS.register("l1_filter")
+class L1FilterPruning(OneShotPruning):
+    """One-shot L1-norm filter pruning (Li et al. 2017)."""
+
+    name = "l1_filter"
+    score = staticmethod(l1_group_scores)
+
+
+@METHODS.register("bn_scale")
+class BNScalePruning(OneShotPruning):
+    """One-shot BN-scale (|gamma|) pruning."""
+
+    name = "bn_scale"
+    score = staticmethod(bn_group_scores)

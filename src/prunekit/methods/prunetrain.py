@@ -1,0 +1,158 @@
+"""PruneTrain (Lym et al., SC'19): group lasso from the first step, periodic physical reconfiguration.
+
+- Loss (PruneTrain Step 1-2; research note classic_methods.md §1.2): L = CE + lambda_g * R_GL(W), R_GL the sum of
+  the L2 norms of every conv's input- and output-channel groups and every Linear's input columns (the first
+  layer's input, the classifier's outputs and depthwise convs excluded: `criteria.group_lasso_penalty`).
+- lambda_g = r * CE / ((1 - r) * R_GL) on the first mini-batch, then fixed (`criteria.calibrate_group_lasso_weight`).
+  The hook contract gives `regularizer(model)` no loss value, so the calibration happens in `on_train_start`:
+  one forward pass of `ctx.model` in training mode on the first batch of `ctx.train_batches()` (the same images
+  as the trainer's first step, in the same order, but without augmentation), without gradient, with the BN
+  running statistics restored afterwards, and plain cross entropy (no label smoothing). A user's own loop may
+  instead call `calibrate(ce_loss, model)` with its real first loss before the first `regularizer` call.
+- Every `interval` epochs (Step 4): a channel is sparse for a layer when all its weights there have
+  |w| < threshold; a channel of a group is removed only when it is sparse for every layer that writes it and
+  every layer that reads it (`group_rules.prunetrain_removable`). On residual streams (policy "all") that is
+  the union of the dense channels of all writers and readers ("channel union"). The new plan only shrinks the
+  old one; a group never drops below `min_channels` (PruneTrain instead removes a residual branch whose conv
+  reaches zero channels; we keep its `min_channels` strongest channels).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from prunekit.channels import ChannelPlan
+from prunekit.criteria import calibrate_group_lasso_weight, group_lasso_penalty
+from prunekit.criteria.group_lasso import PRUNETRAIN_THRESHOLD
+from prunekit.errors import UserError
+from prunekit.methods import METHODS
+from prunekit.methods.base import Decision, Method, TrainContext
+from prunekit.methods.group_rules import (
+    current_keep,
+    group_square_norms,
+    kept_fraction,
+    masked_copy,
+    prunetrain_removable,
+    removed_counts,
+    shrink_keep,
+)
+
+
+@dataclasses.dataclass
+class PruneTrainParams:
+    """method.params of `prunetrain`."""
+
+    penalty_ratio: float = 0.2  # r: the group lasso's share of the first batch's total loss
+    interval: int = 10  # epochs between reconfigurations (paper: 10 on CIFAR, 5 on ImageNet)
+    threshold: float = PRUNETRAIN_THRESHOLD  # |w| below this counts as zero
+    min_channels: int = 1  # no group ever shrinks below this
+    exclude: list[str] = dataclasses.field(default_factory=list)  # modules left out of the group lasso
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.penalty_ratio < 1.0:
+            raise UserError(f"method.params.penalty_ratio must lie in (0, 1), got {self.penalty_ratio}")
+        if self.interval < 1:
+            raise UserError(f"method.params.interval must be a positive number of epochs, got {self.interval}")
+        if not self.threshold > 0:
+            raise UserError(f"method.params.threshold must be positive, got {self.threshold}")
+        if self.min_channels < 1:
+            raise UserError(f"method.params.min_channels must be >= 1, got {self.min_channels}")
+
+
+def first_batch_loss(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
+    """Cross entropy of one training-mode forward pass, without gradient, leaving the BN statistics as they were."""
+    buffers = {name: b.detach().clone() for name, b in model.named_buffers()}
+    was_training = model.training
+    try:
+        model.train()
+        with torch.no_grad():
+            loss = F.cross_entropy(model(images).float(), labels)
+    finally:
+        with torch.no_grad():
+            for name, b in model.named_buffers():
+                b.copy_(buffers[name])
+        model.train(was_training)
+    return float(loss)
+
+
+@METHODS.register("prunetrain")
+class PruneTrain(Method):
+    """PruneTrain: calibrated group lasso + reconfiguration every `interval` epochs (module docstring)."""
+
+    name = "prunetrain"
+    channel_policy = "all"
+    Params = PruneTrainParams
+
+    def __init__(self, params: PruneTrainParams | None = None) -> None:
+        self.params = params or PruneTrainParams()
+        self.penalty_weight: float | None = None  # lambda_g, fixed once calibrated
+
+    # ----------------------------------------------------------------- regularizer
+    def penalty(self, model: nn.Module) -> torch.Tensor:
+        """R_GL(W) of `model` (differentiable)."""
+        return group_lasso_penalty(model, exclude=self.params.exclude)
+
+    def calibrate(self, ce_loss: float, model: nn.Module) -> float:
+        """Fix lambda_g = r CE / ((1 - r) R_GL(model)) from the first batch's cross entropy; returns it."""
+        with torch.no_grad():
+            penalty = float(self.penalty(model))
+        self.penalty_weight = calibrate_group_lasso_weight(ce_loss, penalty, self.params.penalty_ratio)
+        return self.penalty_weight
+
+    def on_train_start(self, ctx: TrainContext) -> Decision | None:
+        if self.penalty_weight is not None:  # resumed, or calibrated by the user
+            return None
+        if ctx.train_batches is None:
+            raise RuntimeError("prunetrain needs ctx.train_batches to calibrate its penalty weight "
+                               "(or call calibrate() before training)")
+        images, labels = next(iter(ctx.train_batches()))
+        ce = first_batch_loss(ctx.model, images, labels)
+        weight = self.calibrate(ce, ctx.model)
+        ctx.log({"kind": "prunetrain_calibration", "epoch": -1, "first_batch_ce": ce,
+                 "group_lasso": float(self.penalty(ctx.model).detach()), "penalty_weight": weight,
+                 "penalty_ratio": self.params.penalty_ratio})
+        return None
+
+    def regularizer(self, model: nn.Module) -> torch.Tensor | float:
+        if self.penalty_weight is None:
+            raise RuntimeError("prunetrain: call on_train_start(ctx) or calibrate(ce, model) before training")
+        return self.penalty_weight * self.penalty(model)
+
+    # ----------------------------------------------------------------- reconfiguration
+    def plan_from_sparsity(self, ctx: TrainContext) -> ChannelPlan:
+        """The current plan minus every channel that is sparse on all sides (PruneTrain Step 4)."""
+        if ctx.groups is None or ctx.supernet is None:
+            raise RuntimeError("prunetrain needs ctx.groups and ctx.supernet (channel groups of the model)")
+        removable = prunetrain_removable(ctx.supernet, ctx.plan, ctx.groups, self.params.threshold)
+        masked = masked_copy(ctx.supernet, ctx.plan, ctx.groups)
+        keep: dict[str, list[int]] = {}
+        for group in ctx.groups:
+            kept = current_keep(ctx.plan, group)
+            remove = set(removable[group.name].nonzero().flatten().tolist())
+            keep[group.name] = shrink_keep(kept, remove, group_square_norms(masked, group),
+                                           self.params.min_channels)
+        return ChannelPlan(keep)
+
+    def on_epoch_end(self, epoch: int, ctx: TrainContext) -> Decision | None:
+        if (epoch + 1) % self.params.interval != 0:
+            return None
+        plan = self.plan_from_sparsity(ctx)
+        removed = removed_counts(ctx.plan, plan, ctx.groups or [])
+        if not removed:
+            ctx.log({"kind": "prunetrain_reconfigure", "epoch": epoch, "removed": {}})
+            return None
+        return Decision(plan=plan, info={"removed": removed, "kept_fraction": kept_fraction(plan, ctx.groups or []),
+                                         "penalty_weight": self.penalty_weight})
+
+    # ----------------------------------------------------------------- resume
+    def state_dict(self) -> dict[str, Any]:
+        return {"penalty_weight": self.penalty_weight}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        weight = state.get("penalty_weight")
+        self.penalty_weight = None if weight is None else float(weight)

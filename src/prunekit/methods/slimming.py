@@ -1,0 +1,105 @@
+"""Network Slimming (Liu et al., ICCV 2017): L1 on BN scales, one global percentile cut, then train on.
+
+1. Sparsity training (paper Eq. 1): after every backward pass, s * sign(gamma) is added to the gradient of the
+   BN scales of the prunable channel groups (`criteria.bn_l1_subgradient_`, the official `updateBN`);
+   s = 1e-4 (VGG), 1e-5 for ResNets and DenseNets (official commands).
+2. After `prune_epoch` epochs: |gamma| of all prunable channels is sorted globally and the smallest `percentile`
+   of them go (`criteria.slimming_keep`); a group never keeps fewer than `min_channels`. The L1 term stops
+   there, as in the official fine-tuning run (`main.py --refine` without `-sr`).
+3. Training continues on the physically smaller subnet (our "fine-tune" is the rest of the same schedule).
+
+Which channels: the groups of the channel policy, "internal" by default. That is the official ResNet rule (the
+residual stream keeps its width, only channels inside branches go). The L1 term and the percentile cover
+exactly the BNs of those groups; the official code also regularises BNs it never prunes and counts them in the
+percentile. Groups without a BatchNorm are left out (kept whole). With policy "all", a residual-stream channel's
+score is the largest |gamma| over the BNs on the stream (`group_rules.bn_group_scores`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Literal
+
+from torch import nn
+
+from prunekit.channels import ChannelPlan
+from prunekit.criteria import bn_l1_subgradient_, slimming_keep, slimming_threshold
+from prunekit.errors import UserError
+from prunekit.methods import METHODS
+from prunekit.methods.base import Decision, TrainContext
+from prunekit.methods.group_rules import (
+    PruneOnceMethod,
+    bn_group_scores,
+    current_keep,
+    group_norm_layers,
+    require_prune_epoch,
+)
+
+
+@dataclasses.dataclass
+class SlimmingParams:
+    """method.params of `slimming`."""
+
+    prune_epoch: int = -1  # required: epochs of sparsity training before the cut (0: cut at initialisation)
+    percentile: float = 0.5  # fraction of the prunable channels to remove, in [0, 1)
+    s: float = 1e-4  # L1 strength on BN scales (1e-5 for ResNets)
+    policy: Literal["internal", "all"] = "internal"
+    min_channels: int = 1
+
+    def __post_init__(self) -> None:
+        require_prune_epoch(self.prune_epoch)
+        if not 0.0 <= self.percentile < 1.0:
+            raise UserError(f"method.params.percentile is the fraction of channels to prune, in [0, 1); "
+                            f"got {self.percentile}")
+        if self.s < 0:
+            raise UserError(f"method.params.s must be >= 0, got {self.s}")
+        if self.min_channels < 1:
+            raise UserError(f"method.params.min_channels must be >= 1, got {self.min_channels}")
+
+
+@METHODS.register("slimming")
+class NetworkSlimming(PruneOnceMethod):
+    """Network Slimming with one pruning pass (module docstring)."""
+
+    name = "slimming"
+    Params = SlimmingParams
+
+    def __init__(self, params: SlimmingParams) -> None:
+        super().__init__()
+        self.params = params
+        self.channel_policy = params.policy
+        self.bn_names: list[str] | None = None
+
+    def on_train_start(self, ctx: TrainContext) -> Decision | None:
+        if ctx.groups is None:
+            raise RuntimeError("slimming needs ctx.groups (channel groups of the model)")
+        self.bn_names = sorted({name for g in ctx.groups for name in group_norm_layers(g)})
+        if not self.bn_names:
+            raise UserError("slimming: no prunable channel group has a BatchNorm; use a model with BN layers")
+        return super().on_train_start(ctx)
+
+    def after_backward(self, model: nn.Module) -> None:
+        if self.pruned or self.params.s == 0:
+            return
+        if self.bn_names is None:
+            raise RuntimeError("slimming: call on_train_start(ctx) before training")
+        bn_l1_subgradient_(model, self.params.s, self.bn_names)
+
+    def make_plan(self, ctx: TrainContext) -> tuple[ChannelPlan, dict[str, Any]]:
+        assert ctx.groups is not None and ctx.supernet is not None
+        scored, gammas, kept_lists = [], [], []
+        for group in ctx.groups:
+            scores = bn_group_scores(ctx.supernet, group)
+            if scores is None:
+                continue
+            kept = current_keep(ctx.plan, group)
+            scored.append(group)
+            kept_lists.append(kept)
+            gammas.append(scores[kept])
+        keep = dict(ctx.plan.keep) if ctx.plan is not None else {}
+        for group, kept, chosen in zip(scored, kept_lists, slimming_keep(gammas, self.params.percentile,
+                                                                         self.params.min_channels), strict=True):
+            keep[group.name] = [kept[i] for i in chosen]
+        threshold = slimming_threshold(gammas, self.params.percentile)
+        return ChannelPlan(keep), {"threshold": threshold, "percentile": self.params.percentile,
+                                   "scored_groups": len(scored)}

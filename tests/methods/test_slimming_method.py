@@ -1,0 +1,106 @@
+"""Network Slimming method: the BN-scale sub-gradient, the global percentile cut in the resulting plan (checked
+against a NumPy sort), the min-channels guard, and a short digits run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from prunekit import io
+from prunekit.channels import channel_groups
+from prunekit.config import load_config
+from prunekit.errors import UserError
+from prunekit.methods.base import TrainContext
+from prunekit.methods.slimming import NetworkSlimming, SlimmingParams
+from prunekit.models import create_model
+from prunekit.train.trainer import Trainer
+
+QUICKSTART = Path(__file__).resolve().parents[2] / "configs" / "quickstart.yaml"
+BNS = ("features.bn1", "features.bn2", "features.bn3")
+
+
+def small_cnn_with_gammas(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    model = create_model("small_cnn", num_classes=10, in_channels=1)
+    generator = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for name in BNS:
+            bn = model.get_submodule(name)
+            bn.weight.copy_(torch.randn(bn.weight.shape, generator=generator))  # distinct, some negative
+    return model
+
+
+def context(model: nn.Module, epochs: int = 5) -> TrainContext:
+    example = torch.zeros(2, 1, 8, 8)
+    return TrainContext(model=model, optimizer=None, steps_per_epoch=1, epochs=epochs, example_inputs=example,
+                        supernet=model, groups=channel_groups(model, example, policy="internal"))
+
+
+def test_after_backward_adds_s_sign_gamma_to_the_bn_scales_only():
+    model = small_cnn_with_gammas()
+    method = NetworkSlimming(SlimmingParams(prune_epoch=2, s=1e-3))
+    method.on_train_start(context(model))
+    model(torch.randn(4, 1, 8, 8)).sum().backward()
+    before = {n: p.grad.clone() for n, p in model.named_parameters()}
+    method.after_backward(model)
+    for name, param in model.named_parameters():
+        expected = before[name]
+        if name.endswith(".weight") and name.rsplit(".", 1)[0] in BNS:
+            expected = expected + 1e-3 * torch.sign(param.detach())
+        torch.testing.assert_close(param.grad, expected, rtol=0, atol=1e-9, msg=name)
+
+
+@pytest.mark.parametrize("percentile", [0.0, 0.3, 0.55])
+def test_global_threshold_removes_exactly_the_smallest_fraction(percentile):
+    model = small_cnn_with_gammas()
+    method = NetworkSlimming(SlimmingParams(prune_epoch=3, percentile=percentile))
+    ctx = context(model)
+    assert method.on_train_start(ctx) is None
+    assert method.on_epoch_end(1, ctx) is None  # not yet
+    decision = method.on_epoch_end(2, ctx)
+    # independent: sort |gamma| of all 112 channels with NumPy, the floor(p * 112) smallest go
+    gammas = [model.get_submodule(n).weight.detach().abs().numpy() for n in BNS]
+    everything = np.concatenate(gammas)
+    n_prune = int(np.floor(percentile * everything.size + 1e-9))
+    cut = np.sort(everything)[n_prune]
+    for conv, gamma in zip(("features.conv1", "features.conv2", "features.conv3"), gammas, strict=True):
+        assert decision.plan.keep[conv] == np.flatnonzero(gamma >= cut).tolist()
+    removed = 112 - sum(len(v) for v in decision.plan.keep.values())
+    assert removed == n_prune
+    assert decision.info["threshold"] == pytest.approx(float(cut))
+    assert method.on_epoch_end(3, ctx) is None  # prunes once
+
+
+def test_no_group_is_pruned_to_zero_channels():
+    model = small_cnn_with_gammas()
+    with torch.no_grad():
+        model.features.bn1.weight.mul_(1e-3)  # every bn1 scale below every other scale
+    method = NetworkSlimming(SlimmingParams(prune_epoch=1, percentile=0.5, min_channels=2))
+    ctx = context(model)
+    method.on_train_start(ctx)
+    keep = method.on_epoch_end(0, ctx).plan.keep
+    order = np.argsort(-model.features.bn1.weight.detach().abs().numpy())
+    assert keep["features.conv1"] == sorted(order[:2].tolist())
+
+
+def test_prune_epoch_beyond_the_run_is_a_user_error():
+    method = NetworkSlimming(SlimmingParams(prune_epoch=9))
+    with pytest.raises(UserError, match="prune_epoch"):
+        method.on_train_start(context(small_cnn_with_gammas(), epochs=5))
+
+
+def test_short_digits_run_shrinks_and_training_flops_fall(tmp_path):
+    cfg = load_config(QUICKSTART, ["train.epochs=3", "train.threads=1", "train.progress=never",
+                                   "method.name=slimming", "method.params={prune_epoch: 1, percentile: 0.5}"])
+    summary = Trainer(cfg, tmp_path / "run", quiet=True).fit()
+    assert summary["macs"] < summary["dense_macs"]
+    records = io.read_jsonl(tmp_path / "run" / "metrics.jsonl")
+    epochs = [r for r in records if r["kind"] == "epoch"]
+    decisions = [r for r in records if r["kind"] == "decision"]
+    assert [d["epoch"] for d in decisions] == [0]
+    assert sum(decisions[0]["removed"].values()) == 56  # half of the 112 BN channels
+    assert epochs[1]["train_flops"] < epochs[0]["train_flops"] and epochs[2]["train_flops"] == epochs[1]["train_flops"]
