@@ -1,14 +1,9 @@
 import torch
 from torch import nn
 
+from prunekit.channels import load_optimizer_state_by_name, optimizer_state_by_name
 from prunekit.config import OptimConfig
-from prunekit.train.optim import (
-    build_optimizer,
-    flatten_optimizer_state,
-    load_optimizer_state_by_name,
-    optimizer_state_by_name,
-    unflatten_optimizer_state,
-)
+from prunekit.train.optim import build_optimizer, flatten_optimizer_state, unflatten_optimizer_state
 
 
 def net():

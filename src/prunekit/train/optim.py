@@ -1,10 +1,12 @@
-"""Optimizers built from `OptimConfig`, with an option to exclude BN parameters and biases from weight decay."""
+"""Optimizers built from `OptimConfig` (with an option to exclude BN parameters and biases from weight decay),
+and the flat safetensors form of name-keyed optimizer state (see prunekit.channels.optimizer_state)."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
+from prunekit.channels.optimizer_state import OptimizerState
 from prunekit.config import OptimConfig
 
 
@@ -35,45 +37,6 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer
 def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
     for group in optimizer.param_groups:
         group["lr"] = lr
-
-
-OptimizerState = dict[str, dict[str, object]]
-
-
-def optimizer_state_by_name(optimizer: torch.optim.Optimizer, model: nn.Module) -> OptimizerState:
-    """The optimizer's per-parameter state keyed by the parameter's qualified name in `model`.
-
-    Names are the same in a supernet and every subnet materialized from it, so this is the form in which state
-    is sliced, absorbed and checkpointed. Tensors are detached clones; scalars (e.g. Adam's `step`) are kept.
-    """
-    by_param = {id(p): name for name, p in model.named_parameters()}
-    state: OptimizerState = {}
-    for param, entry in optimizer.state.items():
-        name = by_param.get(id(param))
-        if name is None:
-            raise ValueError("the optimizer holds a parameter that is not in the model")
-        state[name] = {k: (v.detach().clone() if torch.is_tensor(v) else v) for k, v in entry.items()}
-    return state
-
-
-def load_optimizer_state_by_name(optimizer: torch.optim.Optimizer, model: nn.Module, state: OptimizerState) -> None:
-    """Put name-keyed state (as from `optimizer_state_by_name`) into `optimizer`, whose params belong to `model`."""
-    params = dict(model.named_parameters())
-    for name, entry in state.items():
-        if name not in params:
-            raise ValueError(f"optimizer state for unknown parameter {name!r}")
-        param = params[name]
-        loaded = {}
-        for key, value in entry.items():
-            if torch.is_tensor(value) and value.ndim > 0:
-                if value.shape != param.shape:
-                    raise ValueError(f"optimizer state {name}.{key} has shape {tuple(value.shape)}, "
-                                     f"parameter has {tuple(param.shape)}")
-                value = value.to(device=param.device, dtype=param.dtype).clone()
-            elif torch.is_tensor(value):
-                value = value.clone()
-            loaded[key] = value
-        optimizer.state[param] = loaded
 
 
 def flatten_optimizer_state(state: OptimizerState) -> tuple[dict[str, torch.Tensor], dict[str, dict[str, float]]]:

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from prunekit import io
+from prunekit.channels import load_optimizer_state_by_name, optimizer_state_by_name
 from prunekit.config import RunConfig, build_dataclass
 from prunekit.data import BatchLoader, DataSplits, load_data
 from prunekit.errors import UserError
@@ -35,12 +36,7 @@ from prunekit.methods import build_method
 from prunekit.methods.base import Decision, Method, TrainContext
 from prunekit.models import create_model
 from prunekit.train import checkpoint as ckpt
-from prunekit.train.optim import (
-    build_optimizer,
-    load_optimizer_state_by_name,
-    optimizer_state_by_name,
-    set_learning_rate,
-)
+from prunekit.train.optim import build_optimizer, set_learning_rate
 from prunekit.train.schedules import learning_rate
 
 
