@@ -91,3 +91,59 @@ def test_real_process_exit_status(tmp_path):
 def test_informational_commands(capsys, command):
     code, out, _ = run_cli(capsys, *command)
     assert code == 0 and out.strip()
+
+
+IMAGENET_SIZED = {"resnet18", "resnet34", "resnet50"}
+
+
+def registry_names():
+    from prunekit.models import list_models
+
+    return list_models()
+
+
+@pytest.mark.parametrize("name", registry_names())
+def test_inspect_works_on_every_registry_model(capsys, name):
+    extra = ["--input", "3x64x64"] if name in IMAGENET_SIZED else []
+    code, out, _ = run_cli(capsys, "inspect", "--model", name, "--json", *extra)
+    assert code == 0
+    result = json.loads(out)
+    assert result["unsupported"] == []
+    assert result["groups"] and all(g["size"] >= 1 for g in result["groups"])
+    assert any(g["prunable_all"] for g in result["groups"])
+
+
+def test_inspect_policy_filter(capsys):
+    code, out, _ = run_cli(capsys, "inspect", "--model", "resnet20", "--policy", "internal", "--json")
+    assert code == 0
+    names = [g["name"] for g in json.loads(out)["groups"]]
+    assert names == [f"layer{s}.{b}.conv1" for s in (1, 2, 3) for b in range(3)]
+
+
+def test_pruned_run_loads_and_exports(tmp_path, capsys):
+    import torch
+
+    import prunekit
+
+    path = tmp_path / "c.yaml"
+    path.write_text("data:\n  name: synthetic\n  synthetic_size: 64\n  synthetic_shape: [3, 16, 16]\n"
+                    "model:\n  name: small_cnn\ntrain:\n  epochs: 2\n  batch_size: 32\n"
+                    "method:\n  name: reprune\n  params:\n    sparsity: 0.5\n    t_prune: 2\n    interval: 1\n")
+    run = tmp_path / "run"
+    code, out, _ = run_cli(capsys, "train", str(path), "--out", str(run), "--quiet")
+    assert code == 0
+    summary = json.loads(out)
+    assert summary["macs"] < summary["dense_macs"]
+    model = prunekit.load(run)
+    x = torch.randn(3, 3, 16, 16)
+    again = prunekit.load(run)
+    assert torch.equal(model(x), again(x))
+    code, out, _ = run_cli(capsys, "export", str(run), "--onnx", str(tmp_path / "m.onnx"))
+    assert code == 0 and (tmp_path / "m.onnx").is_file() and "max abs difference" in out
+
+
+def test_load_without_a_model_is_a_user_error(tmp_path):
+    import prunekit
+
+    with pytest.raises(prunekit.UserError, match="no saved model"):
+        prunekit.load(tmp_path)

@@ -1,9 +1,37 @@
-"""prunekit: prune neural networks while they train."""
+"""prunekit: prune neural networks while they train.
+
+    import prunekit
+    groups = prunekit.channel_groups(model, example_inputs, policy="all")
+    small = prunekit.compact(model, example_inputs, keep={"layer1.0.conv1": [0, 3, 5, 7]})
+    model = prunekit.load("runs/my-run")             # the final (pruned) model of a run directory
+"""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
+from torch import nn
+
+from prunekit.channels import ChannelPlan, channel_groups, compact
+from prunekit.criteria import reprune_allocation, reprune_select
+from prunekit.errors import UserError
+
 __version__ = "0.1.0"
 
-from prunekit.errors import UserError  # noqa: E402
 
-__all__ = ["UserError", "__version__"]
+def load(run_dir: str | os.PathLike[str]) -> nn.Module:
+    """Rebuild the final model of a run directory (or of a directory holding pruned.json), in eval mode.
+
+    Its outputs are bitwise equal to those of the model that was saved."""
+    from prunekit.channels import load_pruned_model
+
+    path = Path(run_dir)
+    model_dir = path / "model" if (path / "model" / "pruned.json").exists() else path
+    if not (model_dir / "pruned.json").exists():
+        raise UserError(f"{path}: no saved model (expected {path / 'model' / 'pruned.json'})")
+    return load_pruned_model(model_dir)
+
+
+__all__ = ["ChannelPlan", "UserError", "__version__", "channel_groups", "compact", "load", "reprune_allocation",
+           "reprune_select"]

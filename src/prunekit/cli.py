@@ -80,19 +80,25 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     from prunekit.channels import inspect_rows
 
     model, shape, torch = _build_model(args.model, args.input, args.num_classes)
-    rows, unsupported = inspect_rows(model, torch.randn(1, *shape))
+    rows = inspect_rows(model, torch.randn(1, *shape))
+    groups = [r for r in rows if r["kind"] == "group"]
+    unsupported = [r for r in rows if r["kind"] == "unsupported"]
+    if args.policy:
+        groups = [r for r in groups if r[f"prunable_{args.policy}"]]
     if args.json:
-        print(json.dumps({"groups": rows, "unsupported": unsupported}, sort_keys=True))
+        print(json.dumps({"groups": groups, "unsupported": unsupported}, sort_keys=True))
         return 0
-    header = f"{'group':<28} {'size':>5} {'prod':>4} {'cons':>4} {'bn':<20} {'MACs%':>6}  prunable"
+    header = f"{'group':<24} {'size':>5} {'prod':>4} {'cons':>4} {'bn':<22} {'MACs%':>6}  prunable under"
     print(header)
     print("-" * len(header))
-    for row in rows:
-        policies = "/".join(p for p in ("internal", "all") if row[f"prunable_{p}"]) or "-"
-        print(f"{row['name']:<28} {row['size']:>5} {len(row['producers']):>4} {len(row['consumers']):>4} "
-              f"{str(row['bn'] or '-'):<20} {100 * row['macs_share']:>6.1f}  {policies}")
-    if unsupported:
-        print("unsupported layers (never pruned): " + ", ".join(unsupported))
+    for row in groups:
+        policies = "/".join(p for p in ("internal", "all") if row[f"prunable_{p}"]) or f"- ({row['reason']})"
+        print(f"{row['name']:<24} {row['size']:>5} {len(row['producers']):>4} {len(row['consumers']):>4} "
+              f"{str(row['bn'] or '-'):<22} {100 * row['macs_share']:>6.1f}  {policies}")
+    for row in unsupported:
+        print(f"unsupported: {row['name']} ({row['type']}): {row['reason']}")
+    print("MACs% = dense MACs of the group's producers and consumers over all conv/linear MACs (an upper bound "
+          "on what pruning the group saves)")
     return 0
 
 
@@ -104,8 +110,11 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     model_dir = Path(args.run_dir) / "model"
     model = load_pruned_model(model_dir)
-    spec = read_json(model_dir / "pruned.json")["spec"]
-    diff = export_onnx(model.eval(), torch.randn(1, *spec["input_shape"]), args.onnx)
+    shape = read_json(model_dir / "pruned.json")["model"]["input_shape"]
+    try:
+        diff = export_onnx(model, torch.randn(1, *shape), args.onnx)
+    except ImportError as exc:
+        raise UserError("ONNX export needs onnx and onnxruntime: pip install 'prunekit[onnx]'") from exc
     print(f"wrote {args.onnx} (onnxruntime max abs difference {diff:.2e})")
     return 0
 
@@ -162,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     inspect = sub.add_parser("inspect", help="channel groups of a model and what each policy may prune")
     model_args(inspect)
+    inspect.add_argument("--policy", choices=["internal", "all"], help="list only the groups this policy prunes")
     inspect.set_defaults(func=cmd_inspect)
 
     export = sub.add_parser("export", help="export a run's final model")

@@ -84,3 +84,19 @@ def test_config_yaml_is_the_resolved_config(tmp_path):
     saved = load_config(tmp_path / "run" / "config.yaml")
     assert saved == cfg
     assert json.loads(json.dumps(cfg.to_dict())) == cfg.to_dict()
+
+
+@pytest.mark.parametrize("setting", ["train.channels_last=true", "train.amp=true", "train.label_smoothing=0.1",
+                                     "data.val_fraction=0.25", "optim.name=adamw", "schedule.name=multistep"])
+def test_training_options_run(tmp_path, setting):
+    key, value = setting.split("=")
+    summary = Trainer(quick_config(**{key: value, "train.epochs": 1}), tmp_path / "run", quiet=True).fit()
+    assert 0.0 <= summary["test_accuracy"] <= 1.0
+    if key == "data.val_fraction":
+        assert "val_accuracy" in io.read_jsonl(tmp_path / "run" / "metrics.jsonl")[0]
+
+
+def test_tensorboard_logging(tmp_path):
+    pytest.importorskip("torch.utils.tensorboard")
+    Trainer(quick_config(**{"train.tensorboard": "true", "train.epochs": 1}), tmp_path / "run", quiet=True).fit()
+    assert list((tmp_path / "run" / "tensorboard").glob("events.*"))
