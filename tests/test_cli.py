@@ -67,6 +67,7 @@ def test_measure_json(capsys):
     code, out, _ = run_cli(capsys, "measure", "--model", "resnet20", "--json", "--no-latency")
     assert code == 0
     result = json.loads(out)
+    # option-B CIFAR ResNet-20 (1x1 conv + BN projection shortcuts); tests/models checks it layer by layer
     assert result["params"] == 272474 and result["flops"] == 2 * result["macs"]
 
 
@@ -120,26 +121,34 @@ def test_inspect_policy_filter(capsys):
     assert names == [f"layer{s}.{b}.conv1" for s in (1, 2, 3) for b in range(3)]
 
 
-def test_pruned_run_loads_and_exports(tmp_path, capsys):
+def test_pruned_run_loads_bitwise_and_exports(tmp_path, capsys):
     import torch
 
     import prunekit
+    from prunekit.config import load_config
+    from prunekit.train.trainer import Trainer
 
-    path = tmp_path / "c.yaml"
-    path.write_text("data:\n  name: synthetic\n  synthetic_size: 64\n  synthetic_shape: [3, 16, 16]\n"
-                    "model:\n  name: small_cnn\ntrain:\n  epochs: 2\n  batch_size: 32\n"
-                    "method:\n  name: reprune\n  params:\n    sparsity: 0.5\n    t_prune: 2\n    interval: 1\n")
+    cfg = load_config(None, ["data.name=synthetic", "data.synthetic_size=64", "data.synthetic_shape=[3, 16, 16]",
+                             "model.name=small_cnn", "train.epochs=2", "train.batch_size=32", "method.name=reprune",
+                             "method.params={sparsity: 0.5, t_prune: 2, interval: 1}"])
     run = tmp_path / "run"
-    code, out, _ = run_cli(capsys, "train", str(path), "--out", str(run), "--quiet")
-    assert code == 0
-    summary = json.loads(out)
+    trainer = Trainer(cfg, run, quiet=True)
+    summary = trainer.fit()
     assert summary["macs"] < summary["dense_macs"]
-    model = prunekit.load(run)
+    trained = trainer.state.model.eval()
+    loaded = prunekit.load(run)
     x = torch.randn(3, 3, 16, 16)
-    again = prunekit.load(run)
-    assert torch.equal(model(x), again(x))
+    with torch.no_grad():
+        assert torch.equal(trained(x), loaded(x))  # the saved model, rebuilt from plan + safetensors
+    assert sum(p.numel() for p in loaded.parameters()) == summary["params"]
     code, out, _ = run_cli(capsys, "export", str(run), "--onnx", str(tmp_path / "m.onnx"))
     assert code == 0 and (tmp_path / "m.onnx").is_file() and "max abs difference" in out
+
+
+def test_measure_rejects_a_model_that_does_not_fit_the_input(capsys):
+    code, _, err = run_cli(capsys, "measure", "--model", "lenet5", "--input", "3x4x4", "--no-latency")
+    one_line_error(code, err)
+    assert "does not accept inputs of shape 3x4x4" in err
 
 
 def test_load_without_a_model_is_a_user_error(tmp_path):

@@ -15,6 +15,16 @@ from pathlib import Path
 from prunekit.errors import UserError
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
 def _parse_shape(text: str) -> tuple[int, ...]:
     try:
         shape = tuple(int(part) for part in text.lower().split("x"))
@@ -48,9 +58,11 @@ def _build_model(name: str, input_text: str | None, num_classes: int):  # noqa: 
     import torch
 
     from prunekit.models import create_model, default_input_shape
+    from prunekit.train.trainer import check_model_accepts
 
     shape = _parse_shape(input_text) if input_text else default_input_shape(name)
     model = create_model(name, num_classes=num_classes, in_channels=shape[0])
+    check_model_accepts(model, torch.zeros(2, *shape), name)
     return model, shape, torch
 
 
@@ -158,13 +170,13 @@ def build_parser() -> argparse.ArgumentParser:
     def model_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("--model", required=True, help="registry name or package.module:factory")
         p.add_argument("--input", help="input shape CxHxW (default: the model's usual input)")
-        p.add_argument("--num-classes", type=int, default=10)
+        p.add_argument("--num-classes", type=_positive_int, default=10)
         p.add_argument("--json", action="store_true", help="print one JSON object")
 
     measure = sub.add_parser("measure", help="parameters, MACs, FLOPs and latency of a model")
     model_args(measure)
-    measure.add_argument("--batch-size", type=int, default=1)
-    measure.add_argument("--threads", type=int)
+    measure.add_argument("--batch-size", type=_positive_int, default=1)
+    measure.add_argument("--threads", type=_positive_int)
     measure.add_argument("--channels-last", action="store_true")
     measure.add_argument("--no-latency", action="store_true")
     measure.set_defaults(func=cmd_measure)

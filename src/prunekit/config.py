@@ -27,7 +27,7 @@ class DataConfig:
     name: str = "digits"  # digits | cifar10 | cifar100 | mnist | fashion-mnist | imagefolder | synthetic
     path: str | None = None  # directory or archive; None means the source's default places
     val_fraction: float = 0.0  # held out from the training split, stratified, seeded
-    train_subset: int | None = None  # use only the first N training images (seeded shuffle) for quick runs
+    train_subset: int | None = None  # a stratified, seeded subset of N training images for quick runs
     test_subset: int | None = None
     download: bool = False  # fetch CIFAR / MNIST-family data from their official addresses when missing
     cache_dir: str | None = None  # decoded image-folder caches; default ~/.cache/prunekit
@@ -43,7 +43,7 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    name: str = "lenet5"  # a registry name or a user factory "package.module:function"
+    name: str = "small_cnn"  # a registry name or a user factory "package.module:function"
     kwargs: dict[str, Any] = field(default_factory=dict)
 
 
@@ -77,7 +77,7 @@ class TrainConfig:
     eval_batch_size: int = 512
     label_smoothing: float = 0.0
     channels_last: bool = False
-    amp: bool = False  # mixed precision where the device supports it (bf16 on CPU, fp16 on CUDA)
+    amp: bool = False  # bfloat16 autocast (CPU and CUDA; needs no loss scaling)
     seed: int = 0
     device: str = "cpu"  # cpu | cuda | cuda:N | auto
     threads: int | None = None  # torch.set_num_threads; None keeps torch's default

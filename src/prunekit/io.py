@@ -73,11 +73,18 @@ def read_json(path: str | os.PathLike[str]) -> Any:
 
 
 def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    records = []
+    """Read JSON lines. A half-written LAST line (a process killed mid-append) is dropped; a bad line
+    elsewhere is a UserError."""
     with open(path, encoding="utf-8") as handle:
-        for line in handle:
-            if line.strip():
-                records.append(json.loads(line))
+        lines = [line for line in handle if line.strip()]
+    records = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            if number == len(lines):
+                break
+            raise UserError(f"{path}: line {number} is not valid JSON ({exc})") from exc
     return records
 
 

@@ -86,14 +86,73 @@ def test_config_yaml_is_the_resolved_config(tmp_path):
     assert json.loads(json.dumps(cfg.to_dict())) == cfg.to_dict()
 
 
-@pytest.mark.parametrize("setting", ["train.channels_last=true", "train.amp=true", "train.label_smoothing=0.1",
-                                     "data.val_fraction=0.25", "optim.name=adamw", "schedule.name=multistep"])
-def test_training_options_run(tmp_path, setting):
-    key, value = setting.split("=")
-    summary = Trainer(quick_config(**{key: value, "train.epochs": 1}), tmp_path / "run", quiet=True).fit()
-    assert 0.0 <= summary["test_accuracy"] <= 1.0
-    if key == "data.val_fraction":
-        assert "val_accuracy" in io.read_jsonl(tmp_path / "run" / "metrics.jsonl")[0]
+def one_epoch(tmp_path, **overrides):
+    trainer = Trainer(quick_config(**{"train.epochs": 1, **overrides}), tmp_path / "run", quiet=True)
+    return trainer, trainer.fit(), io.read_jsonl(tmp_path / "run" / "metrics.jsonl")
+
+
+def test_channels_last_trains_in_channels_last(tmp_path):
+    trainer, _, _ = one_epoch(tmp_path, **{"train.channels_last": "true"})
+    weights = [p for p in trainer.state.model.parameters() if p.ndim == 4]
+    assert weights and all(p.is_contiguous(memory_format=torch.channels_last) for p in weights)
+
+
+def test_amp_autocasts_to_bfloat16(tmp_path):
+    trainer, summary, _ = one_epoch(tmp_path, **{"train.amp": "true"})
+    with trainer._autocast():
+        logits = trainer.state.model(torch.zeros(2, 3, 16, 16))
+    assert logits.dtype == torch.bfloat16 and 0.0 <= summary["test_accuracy"] <= 1.0
+
+
+def test_label_smoothing_changes_the_loss(tmp_path):
+    plain = one_epoch(tmp_path / "a")[2][0]["train_loss"]
+    smooth = one_epoch(tmp_path / "b", **{"train.label_smoothing": 0.2})[2][0]["train_loss"]
+    assert smooth > plain  # smoothed targets cannot be fitted as tightly
+
+
+def test_validation_split_is_evaluated(tmp_path):
+    record = one_epoch(tmp_path, **{"data.val_fraction": 0.25})[2][0]
+    assert 0.0 <= record["val_accuracy"] <= 1.0 and "val_loss" in record
+
+
+def test_adamw_and_multistep_schedule(tmp_path):
+    trainer, _, records = one_epoch(tmp_path, **{"optim.name": "adamw", "optim.lr": 0.01, "train.epochs": 3,
+                                                 "schedule.name": "multistep", "schedule.milestones": "[2]"})
+    assert isinstance(trainer.state.optimizer, torch.optim.AdamW)
+    assert [r["lr"] for r in records if r["kind"] == "epoch"] == pytest.approx([0.01, 0.01, 0.001])
+
+
+def test_model_that_does_not_fit_the_data_is_a_user_error(tmp_path):
+    with pytest.raises(UserError, match="does not accept inputs of shape 3x16x16"):
+        Trainer(quick_config(**{"model.name": "mlp"}), tmp_path / "run", quiet=True).fit()
+    assert not (tmp_path / "run").exists()  # nothing written for a run that could not start
+
+
+@pytest.mark.parametrize("device", ["gpu", "cuda:7", "tpu"])
+def test_bad_device_is_a_user_error(tmp_path, device):
+    with pytest.raises(UserError, match="train.device"):
+        Trainer(quick_config(**{"train.device": device}), tmp_path / "run", quiet=True)
+
+
+def test_bad_data_path_leaves_no_run_directory(tmp_path):
+    cfg = quick_config(**{"data.name": "cifar10", "data.path": str(tmp_path / "missing")})
+    with pytest.raises(UserError):
+        Trainer(cfg, tmp_path / "run", quiet=True).fit()
+    assert not (tmp_path / "run").exists()
+
+
+def test_resume_survives_a_half_written_metrics_line(tmp_path):
+    def kill(step):
+        if step == 8:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        Trainer(quick_config(), tmp_path / "run", quiet=True, on_step=kill).fit()
+    with open(tmp_path / "run" / "metrics.jsonl", "a") as handle:
+        handle.write('{"kind": "epo')  # killed in the middle of an append
+    summary = Trainer.resume(tmp_path / "run", quiet=True).fit()
+    assert [r["epoch"] for r in io.read_jsonl(tmp_path / "run" / "metrics.jsonl")] == [0, 1, 2]
+    assert summary["epochs"] == 3
 
 
 def test_tensorboard_logging(tmp_path):
