@@ -36,6 +36,14 @@ def _atomic_write(path: str | os.PathLike[str], write: Callable[[str], None]) ->
         raise
 
 
+def write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+
+    _atomic_write(path, write)
+
+
 def write_text(path: str | os.PathLike[str], text: str) -> None:
     def write(tmp: str) -> None:
         with open(tmp, "w", encoding="utf-8") as handle:

@@ -8,6 +8,7 @@ from torch import nn
 from zoo import INPUT_SHAPE, CustomLayerNet, build
 
 from prunekit.channels import channel_groups
+from prunekit.channels.groups import is_depthwise, is_plain_weight_layer
 from prunekit.errors import UserError
 
 
@@ -71,6 +72,28 @@ def test_depthwise_conv_joins_its_input_group() -> None:
     assert expand.producers == ("blocks.0.conv.0", "blocks.0.conv.3") and expand.internal
     assert expand.norms == ("blocks.0.conv.1", "blocks.0.conv.4") and expand.consumers == ("blocks.0.conv.6",)
     assert not groups["stem.0"].internal  # the residual stream of block 0
+
+
+def test_depthwise_means_one_channel_per_group_in_and_out() -> None:
+    assert is_depthwise(nn.Conv2d(6, 6, 3, groups=6))
+    assert not is_depthwise(nn.Conv2d(3, 6, 3, groups=3))  # channel multiplier 2: a grouped conv
+    assert not is_depthwise(nn.Conv2d(6, 6, 3, groups=2)) and not is_depthwise(nn.Conv2d(6, 6, 3))
+    assert is_plain_weight_layer(nn.Conv2d(3, 6, 3, groups=3)) and is_plain_weight_layer(nn.Linear(2, 3))
+    assert not is_plain_weight_layer(nn.Conv2d(6, 6, 3, groups=6)) and not is_plain_weight_layer(nn.BatchNorm2d(2))
+
+
+def test_tracing_keeps_each_module_mode_and_requires_grad() -> None:
+    model = build("mobilenetv2")
+    model.train()
+    frozen = model.get_submodule("blocks.0.conv.1")
+    frozen.eval()  # a BatchNorm frozen in eval mode inside a training model
+    frozen.weight.requires_grad_(False)
+    groups = by_name(channel_groups(model, x()))
+    assert model.training and not frozen.training
+    assert all(m.training for m in model.modules() if m is not frozen)
+    assert not frozen.weight.requires_grad
+    expand = groups["blocks.0.conv.0"]
+    assert expand.bn == "blocks.0.conv.1" and expand.norm_layers == ("blocks.0.conv.1", "blocks.0.conv.4")
 
 
 def test_grouped_convolution_groups_are_left_out() -> None:

@@ -73,3 +73,78 @@ def test_onnx_export_of_a_compacted_model(tmp_path: Path) -> None:
     diff = export_onnx(subnet, example, tmp_path / "model.onnx")
     assert (tmp_path / "model.onnx").stat().st_size > 0
     assert 0.0 <= diff <= 1e-5
+
+
+GROUPNORM_FACTORY = '''
+from torch import nn
+
+
+def build(num_classes=10, in_channels=3):
+    return nn.Sequential(nn.Conv2d(in_channels, 8, 3, padding=1), nn.GroupNorm(2, 8), nn.ReLU(),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, num_classes))
+'''
+
+
+def test_dense_user_model_with_groupnorm_loads_bitwise(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A user factory with a layer channel pruning cannot slice: a dense run (empty plan) must still save and load.
+    (tmp_path / "gn_user_model.py").write_text(GROUPNORM_FACTORY)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    spec = {"name": "gn_user_model:build", "num_classes": 4, "in_channels": 3, "kwargs": {},
+            "input_shape": [3, 8, 8]}
+    torch.manual_seed(0)
+    model = models.create_model(spec["name"], num_classes=4, in_channels=3)
+    with torch.no_grad():  # trained-looking values, different from a fresh model
+        for tensor in model.state_dict().values():
+            tensor.add_(0.1 * torch.randn_like(tensor))
+    save_pruned_model(tmp_path / "run", model, ChannelPlan(), spec)
+    loaded = load_pruned_model(tmp_path / "run")
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], tensor), name
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model.eval()(x))
+    # a non-empty plan needs the channel groups, which refuse the GroupNorm with a one-line UserError
+    save_pruned_model(tmp_path / "pruned", model, ChannelPlan({"0": [0, 1]}), spec)
+    with pytest.raises(UserError, match="GroupNorm"):
+        load_pruned_model(tmp_path / "pruned")
+
+
+class OffsetSession:
+    """Stands in for onnxruntime.InferenceSession: returns PyTorch's own output plus `offset` (set per test), so
+    the tolerance rule is tested without depending on float32 round-off of a real runtime."""
+
+    reference: torch.Tensor
+    offset: float
+
+    def __init__(self, model_bytes: bytes, providers: list[str]) -> None:
+        assert model_bytes[:2] and providers == ["CPUExecutionProvider"]
+
+    def run(self, names: object, feeds: dict) -> list:
+        return [(self.reference + self.offset).numpy()]
+
+
+@pytest.mark.parametrize("relative, written", [(0.5e-4, True), (1e-3, False)])
+def test_onnx_tolerance_scales_with_the_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, relative: float,
+                                               written: bool) -> None:
+    onnxruntime = pytest.importorskip("onnxruntime")
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 3)
+    with torch.no_grad():
+        model.weight.mul_(300.0)  # outputs of order 100: a fixed 1e-5 would reject float32 noise
+    example = torch.randn(2, 4)
+    with torch.no_grad():
+        OffsetSession.reference = model(example)
+    scale = float(OffsetSession.reference.abs().max())
+    OffsetSession.offset = relative * scale
+    monkeypatch.setattr(onnxruntime, "InferenceSession", OffsetSession)
+    target = tmp_path / "out" / "model.onnx"
+    target.parent.mkdir()
+    if written:
+        diff = export_onnx(model, example, target)
+        assert diff == pytest.approx(relative * scale, rel=1e-3) and diff <= 1e-5 + 1e-4 * scale
+        assert target.stat().st_size > 0
+    else:
+        with pytest.raises(UserError, match="ONNX export differs from PyTorch"):
+            export_onnx(model, example, target)
+        assert not target.exists()
+    assert [p.name for p in target.parent.iterdir()] == (["model.onnx"] if written else [])  # no temp files

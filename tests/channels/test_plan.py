@@ -19,6 +19,13 @@ def group(name: str, size: int) -> ChannelGroup:
 GROUPS = [group("a", 8), group("b", 20), group("c", 5)]
 
 
+def test_kept_lists_the_plan_entry_or_every_channel() -> None:
+    plan = ChannelPlan({"a": [1, 4, 6]})
+    assert plan.kept(GROUPS[0]) == [1, 4, 6] and plan.kept(GROUPS[2]) == [0, 1, 2, 3, 4]
+    plan.kept(GROUPS[0]).append(7)  # a copy: the plan is not changed through it
+    assert plan.keep["a"] == [1, 4, 6] and ChannelPlan().kept(GROUPS[1]) == list(range(20))
+
+
 def test_full_keeps_everything() -> None:
     assert ChannelPlan.full(GROUPS).keep == {"a": list(range(8)), "b": list(range(20)), "c": list(range(5))}
 

@@ -9,6 +9,7 @@ from prunekit.criteria.group_lasso import (
     calibrate_group_lasso_weight,
     group_lasso_layers,
     group_lasso_penalty,
+    group_lasso_penalty_from_layers,
     removable_channels,
     sparse_channel_masks,
 )
@@ -87,6 +88,33 @@ def test_layers_report_which_sides_are_grouped():
         "fc1": (True, True),
         "fc2": (True, False),
     }
+
+
+def test_a_channel_multiplier_conv_is_grouped_like_a_grouped_conv():
+    # groups == in_channels but out = 2 * in: not depthwise (that needs in == out), so both sides are grouped:
+    # every output filter, and each input channel's two filters W[2i:2i+2, 0].
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Conv2d(3, 4, 1), nn.Conv2d(4, 8, 3, groups=4), nn.Conv2d(8, 8, 3, groups=8),
+                          nn.Flatten(), nn.LazyLinear(5))
+    model(torch.zeros(1, 3, 7, 7))  # materialize the lazy Linear
+    assert [layer.name for layer in group_lasso_layers(model)] == ["0", "1", "4"]  # "2" is depthwise
+    w = _weights(model)
+    expected = (_output_terms(w["0"]) + _output_terms(w["1"]) + _input_terms(w["1"], groups=4)
+                + _input_terms(w["4"]))
+    assert group_lasso_penalty(model).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_penalty_from_cached_layers_equals_the_penalty_and_its_gradient():
+    torch.manual_seed(4)
+    model = MixedNet()
+    layers = group_lasso_layers(model, exclude=("fc1",))
+    direct = group_lasso_penalty(model, exclude=("fc1",))
+    cached = group_lasso_penalty_from_layers(layers)
+    assert cached.item() == pytest.approx(direct.item(), rel=1e-6)
+    assert cached.item() == pytest.approx(_mixed_net_reference(_weights(model), skip=("fc1",)), rel=1e-6)
+    (grad_direct,) = torch.autograd.grad(direct, model.conv2.weight)
+    (grad_cached,) = torch.autograd.grad(cached, model.conv2.weight)
+    torch.testing.assert_close(grad_cached, grad_direct)
 
 
 def test_exclude_drops_whole_modules_and_overrides_pick_first_and_classifier():

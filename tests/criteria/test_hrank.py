@@ -95,6 +95,14 @@ def test_collector_measures_relu_of_bn_output_in_eval_mode_and_cleans_up():
     assert (ranks < 6).any()  # the ReLU really was applied: BN outputs alone are full rank
 
 
+def test_collector_restores_each_module_mode():
+    model = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(), nn.Conv2d(6, 2, 3))
+    model.train()
+    model[1].eval()  # a frozen BN inside a training model stays frozen
+    collect_feature_map_ranks(model, ["1"], [torch.randn(2, 3, 6, 7)])
+    assert [m.training for m in model.modules()] == [True, True, False, True, True]
+
+
 def test_collector_refuses_a_module_that_runs_twice_per_forward():
     relu = nn.ReLU()
     model = nn.Sequential(nn.Conv2d(1, 2, 1), relu, nn.Conv2d(2, 2, 1), relu)

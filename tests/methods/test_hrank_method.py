@@ -3,8 +3,6 @@ rate forms (uniform / list / mapping), and a short digits run."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -13,14 +11,12 @@ from torch import nn
 
 from prunekit import io
 from prunekit.channels import channel_groups
-from prunekit.config import load_config
 from prunekit.errors import UserError
 from prunekit.methods.base import TrainContext
 from prunekit.methods.hrank import HRank, HRankParams
 from prunekit.models import create_model
 from prunekit.train.trainer import Trainer
 
-QUICKSTART = Path(__file__).resolve().parents[2] / "configs" / "quickstart.yaml"
 RANK_ONE = (2, 5, 9)  # conv1 channels with constant maps
 RANK_ZERO = (0, 1)  # conv2 channels with all-zero maps
 
@@ -106,9 +102,8 @@ def test_a_rate_list_of_the_wrong_length_names_the_groups():
         method.on_train_start(context(constructed_model(), batches()))
 
 
-def test_short_digits_run_shrinks_and_training_flops_fall(tmp_path):
-    cfg = load_config(QUICKSTART, ["train.epochs=3", "train.threads=1", "train.progress=never", "method.name=hrank",
-                                   "method.params={prune_epoch: 1, rates: [0.25, 0.5, 0.5], rank_batches: 2}"])
+def test_short_digits_run_shrinks_and_training_flops_fall(tmp_path, digits_config):
+    cfg = digits_config(3, "hrank", "{prune_epoch: 1, rates: [0.25, 0.5, 0.5], rank_batches: 2}")
     summary = Trainer(cfg, tmp_path / "run", quiet=True).fit()
     assert summary["macs"] < summary["dense_macs"]
     records = io.read_jsonl(tmp_path / "run" / "metrics.jsonl")

@@ -4,24 +4,19 @@ ratio (against an analytic MACs formula and a brute-force sweep of the rate), re
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
 from prunekit import io
-from prunekit.channels import ChannelPlan, channel_groups
-from prunekit.config import load_config
+from prunekit.channels import channel_groups
 from prunekit.errors import UserError
 from prunekit.methods.base import TrainContext
-from prunekit.methods.group_rules import macs_estimator, plan_macs
 from prunekit.methods.one_shot import BNScalePruning, L1FilterPruning, OneShotParams
 from prunekit.models import create_model
 from prunekit.train.trainer import Trainer
 
-QUICKSTART = Path(__file__).resolve().parents[2] / "configs" / "quickstart.yaml"
 CONVS = ("features.conv1", "features.conv2", "features.conv3")
 WIDTHS = (16, 32, 64)
 
@@ -133,31 +128,11 @@ def test_exactly_one_of_rate_and_target_macs_ratio():
         OneShotParams(prune_epoch=1, rate=0.5, target_macs_ratio=0.5)
 
 
-def test_short_digits_run_shrinks_and_training_flops_fall(tmp_path):
-    cfg = load_config(QUICKSTART, ["train.epochs=3", "train.threads=1", "train.progress=never",
-                                   "method.name=l1_filter", "method.params={prune_epoch: 1, rate: 0.5}"])
+def test_short_digits_run_shrinks_and_training_flops_fall(tmp_path, digits_config):
+    cfg = digits_config(3, "l1_filter", "{prune_epoch: 1, rate: 0.5}")
     summary = Trainer(cfg, tmp_path / "run", quiet=True).fit()
     assert summary["macs"] < summary["dense_macs"]
     records = io.read_jsonl(tmp_path / "run" / "metrics.jsonl")
     epochs = [r for r in records if r["kind"] == "epoch"]
     assert [r["epoch"] for r in records if r["kind"] == "decision"] == [0]
     assert epochs[1]["train_flops"] < epochs[0]["train_flops"]
-
-
-@pytest.mark.parametrize("policy", ["internal", "all"])
-def test_macs_estimator_matches_measured_macs_of_random_plans(policy):
-    torch.manual_seed(0)
-    # a residual stream, a depthwise conv and a flatten into Linear, and the quickstart CNN
-    depthwise_net = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(),
-                                  nn.Conv2d(6, 6, 3, padding=1, groups=6), nn.BatchNorm2d(6), nn.ReLU(),
-                                  nn.Conv2d(6, 5, 1), nn.ReLU(), nn.Flatten(), nn.Linear(5 * 64, 3))
-    cases = [(TwoWriterNet(), torch.zeros(2, 3, 8, 8)), (depthwise_net, torch.zeros(2, 3, 8, 8)),
-             (small_cnn(), torch.zeros(2, 1, 8, 8))]
-    generator = torch.Generator().manual_seed(4)
-    for net, example in cases:
-        groups = channel_groups(net, example, policy=policy)
-        estimate = macs_estimator(net, groups, example)
-        for _ in range(3):
-            plan = ChannelPlan({g.name: sorted(torch.randperm(g.size, generator=generator)[
-                : int(torch.randint(1, g.size + 1, (1,), generator=generator))].tolist()) for g in groups})
-            assert estimate(plan) == plan_macs(net, plan, groups, example)

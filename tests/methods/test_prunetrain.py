@@ -4,7 +4,6 @@ with known sparse channels, and a short digits run that actually shrinks."""
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,13 +13,10 @@ from torch import nn
 
 from prunekit import io
 from prunekit.channels import ChannelPlan, channel_groups
-from prunekit.config import load_config
 from prunekit.methods.base import TrainContext
 from prunekit.methods.prunetrain import PruneTrain, PruneTrainParams
 from prunekit.models import create_model
 from prunekit.train.trainer import Trainer
-
-QUICKSTART = Path(__file__).resolve().parents[2] / "configs" / "quickstart.yaml"
 
 
 def small_cnn(seed: int = 0) -> nn.Module:
@@ -68,6 +64,26 @@ def test_calibration_makes_the_penalty_a_fraction_r_of_the_first_loss():
     assert float(method.regularizer(model).detach()) == pytest.approx(weighted, rel=1e-5)
     for name, before in buffers_before.items():  # the calibration pass leaves BN statistics alone
         assert torch.equal(dict(model.named_buffers())[name], before), name
+
+
+def test_calibration_pass_restores_each_module_mode():
+    model = small_cnn()
+    model.eval()
+    model.features.bn2.train()  # modes set per module must come back as they were, not all to one flag
+    images, labels = torch.randn(4, 1, 8, 8), torch.randint(0, 10, (4,))
+    method = PruneTrain()
+    method.on_train_start(context(model, images[:2], [(images, labels)]))
+    assert [m.training for m in model.modules()] == [m is model.features.bn2 for m in model.modules()]
+
+
+def test_penalty_layers_follow_the_model_object():
+    # The trainer swaps in a new subnet at each reconfiguration: the cached layer list must follow it.
+    method = PruneTrain()
+    first, second = small_cnn(0), small_cnn(1)
+    assert float(method.penalty(first).detach()) == pytest.approx(numpy_group_lasso(first), rel=1e-6)
+    assert method.penalty_layers(first) is method.penalty_layers(first)  # found once per model
+    assert float(method.penalty(second).detach()) == pytest.approx(numpy_group_lasso(second), rel=1e-6)
+    assert all(layer.module in set(second.modules()) for layer in method.penalty_layers(second))
 
 
 def test_regularizer_before_calibration_is_an_error():
@@ -184,12 +200,10 @@ def test_a_group_never_drops_below_min_channels():
     assert decision.plan.keep["features.conv1"] == [13, 14, 15]  # the three largest groups survive
 
 
-def test_short_digits_run_shrinks_and_training_flops_fall(tmp_path):
+def test_short_digits_run_shrinks_and_training_flops_fall(tmp_path, digits_config):
     # To make channels go sparse within 4 short epochs: penalty ratio 0.7, reconfiguration every epoch, and a
     # zeroing threshold of 0.02 instead of the paper's 1e-4 (which needs a long run with a decayed LR).
-    cfg = load_config(QUICKSTART, ["train.epochs=4", "train.threads=1", "train.progress=never",
-                                   "method.name=prunetrain",
-                                   "method.params={penalty_ratio: 0.7, interval: 1, threshold: 0.02}"])
+    cfg = digits_config(4, "prunetrain", "{penalty_ratio: 0.7, interval: 1, threshold: 0.02}")
     summary = Trainer(cfg, tmp_path / "run", quiet=True).fit()
     assert summary["macs"] < summary["dense_macs"] and summary["params"] < summary["dense_params"]
     records = io.read_jsonl(tmp_path / "run" / "metrics.jsonl")

@@ -3,8 +3,6 @@ against a NumPy sort), the min-channels guard, and a short digits run."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -12,14 +10,12 @@ from torch import nn
 
 from prunekit import io
 from prunekit.channels import channel_groups
-from prunekit.config import load_config
 from prunekit.errors import UserError
 from prunekit.methods.base import TrainContext
 from prunekit.methods.slimming import NetworkSlimming, SlimmingParams
 from prunekit.models import create_model
 from prunekit.train.trainer import Trainer
 
-QUICKSTART = Path(__file__).resolve().parents[2] / "configs" / "quickstart.yaml"
 BNS = ("features.bn1", "features.bn2", "features.bn3")
 
 
@@ -52,6 +48,20 @@ def test_after_backward_adds_s_sign_gamma_to_the_bn_scales_only():
         if name.endswith(".weight") and name.rsplit(".", 1)[0] in BNS:
             expected = expected + 1e-3 * torch.sign(param.detach())
         torch.testing.assert_close(param.grad, expected, rtol=0, atol=1e-9, msg=name)
+
+
+def test_after_backward_follows_a_new_model_object():
+    # After pruning, the trainer trains a new (smaller) model object: the cached BN scales must follow it.
+    method = NetworkSlimming(SlimmingParams(prune_epoch=2, s=1e-3))
+    method.on_train_start(context(small_cnn_with_gammas(0)))
+    for model in (small_cnn_with_gammas(0), small_cnn_with_gammas(1)):
+        model(torch.randn(4, 1, 8, 8)).sum().backward()
+        before = {name: model.get_submodule(name).weight.grad.clone() for name in BNS}
+        method.after_backward(model)
+        for name in BNS:
+            gamma = model.get_submodule(name).weight
+            torch.testing.assert_close(gamma.grad, before[name] + 1e-3 * torch.sign(gamma.detach()), rtol=0,
+                                       atol=1e-9)
 
 
 @pytest.mark.parametrize("percentile", [0.0, 0.3, 0.55])
@@ -93,9 +103,8 @@ def test_prune_epoch_beyond_the_run_is_a_user_error():
         method.on_train_start(context(small_cnn_with_gammas(), epochs=5))
 
 
-def test_short_digits_run_shrinks_and_training_flops_fall(tmp_path):
-    cfg = load_config(QUICKSTART, ["train.epochs=3", "train.threads=1", "train.progress=never",
-                                   "method.name=slimming", "method.params={prune_epoch: 1, percentile: 0.5}"])
+def test_short_digits_run_shrinks_and_training_flops_fall(tmp_path, digits_config):
+    cfg = digits_config(3, "slimming", "{prune_epoch: 1, percentile: 0.5}")
     summary = Trainer(cfg, tmp_path / "run", quiet=True).fit()
     assert summary["macs"] < summary["dense_macs"]
     records = io.read_jsonl(tmp_path / "run" / "metrics.jsonl")
@@ -104,3 +113,31 @@ def test_short_digits_run_shrinks_and_training_flops_fall(tmp_path):
     assert [d["epoch"] for d in decisions] == [0]
     assert sum(decisions[0]["removed"].values()) == 56  # half of the 112 BN channels
     assert epochs[1]["train_flops"] < epochs[0]["train_flops"] and epochs[2]["train_flops"] == epochs[1]["train_flops"]
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_resume_after_the_pruning_decision_matches_the_uninterrupted_run(tmp_path, digits_config):
+    cfg = digits_config(3, "slimming", "{prune_epoch: 1, percentile: 0.5}")
+    Trainer(cfg, tmp_path / "full", quiet=True).fit()
+    records = io.read_jsonl(tmp_path / "full" / "metrics.jsonl")
+    steps_per_epoch = next(r["step"] for r in records if r["kind"] == "epoch")
+
+    def kill(step):
+        if step == steps_per_epoch + 3:  # in epoch 2, after the cut at the end of epoch 1
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        Trainer(cfg, tmp_path / "cut", quiet=True, on_step=kill).fit()
+    Trainer.resume(tmp_path / "cut", quiet=True).fit()
+    full = io.load_tensors(tmp_path / "full" / "model" / "model.safetensors")
+    cut = io.load_tensors(tmp_path / "cut" / "model" / "model.safetensors")
+    assert full.keys() == cut.keys()
+    for name in full:
+        assert torch.equal(full[name], cut[name]), name
+    times = {"epoch_time_s", "data_time_s", "wall_s", "train_time_s"}
+    decisions = [[{k: v for k, v in r.items() if k not in times} for r in io.read_jsonl(run / "metrics.jsonl")
+                  if r["kind"] == "decision"] for run in (tmp_path / "full", tmp_path / "cut")]
+    assert decisions[0] == decisions[1] and len(decisions[0]) == 1  # pruned once, not again after the resume

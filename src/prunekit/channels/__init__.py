@@ -5,6 +5,7 @@
     subnet = materialize(model, plan, groups)              # physically smaller copy
     ... train subnet ...
     absorb(subnet, model, plan, groups)                    # write it back; removed channels keep their values
+    macs_estimator(model, groups, x)(plan)                 # MACs per sample of that subnet, without building it
 """
 
 from prunekit.channels.compact import compact
@@ -17,6 +18,7 @@ from prunekit.channels.groups import (
     unsupported_layers,
 )
 from prunekit.channels.inspect import inspect_rows
+from prunekit.channels.macs import macs_estimator, plan_macs
 from prunekit.channels.optimizer_state import (
     absorb_optimizer_state,
     load_optimizer_state_by_name,
@@ -42,8 +44,10 @@ __all__ = [
     "kept_indices",
     "load_optimizer_state_by_name",
     "load_pruned_model",
+    "macs_estimator",
     "materialize",
     "optimizer_state_by_name",
+    "plan_macs",
     "save_pruned_model",
     "slice_optimizer_state",
     "unsupported_layers",

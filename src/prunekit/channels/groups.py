@@ -28,6 +28,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.conv import _ConvNd
 
 from prunekit.errors import UserError
+from prunekit.measure import eval_mode, restored_modes
 
 POLICIES = ("internal", "all")
 
@@ -73,6 +74,12 @@ class ChannelGroup:
     macs_share: float
     slices: tuple[ChannelSlice, ...] = field(repr=False, default=())
 
+    @property
+    def norm_layers(self) -> tuple[str, ...]:
+        """The BatchNorms on the group: `bn` (the one after the first producer) first, then the others."""
+        first = (self.bn,) if self.bn is not None else ()
+        return first + tuple(n for n in self.norms if n != self.bn)
+
 
 @dataclass
 class GroupAnalysis:
@@ -83,7 +90,20 @@ class GroupAnalysis:
 
 
 def is_depthwise(conv: _ConvNd) -> bool:
+    """A depthwise conv: every channel is its own group and maps to itself (groups == in == out > 1).
+
+    A channel-multiplier conv (groups == in_channels, out_channels = k * in_channels, k > 1) is NOT depthwise
+    here: it is a grouped conv (channel groups through it are blocked; the group lasso groups it as one)."""
     return conv.groups > 1 and conv.groups == conv.in_channels == conv.out_channels
+
+
+def is_plain_weight_layer(module: nn.Module) -> bool:
+    """A Conv (not depthwise) or a Linear: the layers whose weights define what a channel reads and writes.
+
+    Depthwise convs only carry each channel through; per-channel criteria (filter norms, sparsity) skip them."""
+    if isinstance(module, _ConvNd):
+        return not is_depthwise(module)
+    return isinstance(module, nn.Linear)
 
 
 def unsupported_layers(model: nn.Module) -> list[tuple[str, str]]:
@@ -125,16 +145,13 @@ def channel_groups(model: nn.Module, example_inputs: torch.Tensor, policy: str =
 @contextmanager
 def _tracing_state(model: nn.Module) -> Iterator[None]:
     """Torch-Pruning switches the model to eval and needs grads: restore modes and requires_grad afterwards."""
-    modes = [(m, m.training) for m in model.modules()]
     flags = [(p, p.requires_grad) for p in model.parameters()]
     try:
         for p, _ in flags:
             p.requires_grad_(True)
-        with torch.enable_grad():
+        with restored_modes(model), torch.enable_grad():
             yield
     finally:
-        for m, training in modes:
-            m.training = training
         for p, flag in flags:
             p.requires_grad_(flag)
 
@@ -167,16 +184,12 @@ def forward_profile(model: nn.Module, example_inputs: torch.Tensor) -> tuple[dic
 
     kinds = (_ConvNd, nn.Linear, _BatchNorm)
     handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, kinds)]
-    modes = [(m, m.training) for m in model.modules()]
     try:
-        model.eval()
-        with torch.no_grad():
+        with eval_mode(model), torch.no_grad():
             outputs = _flatten_outputs(model(example_inputs))
     finally:
         for handle in handles:
             handle.remove()
-        for m, training in modes:
-            m.training = training
     output_ids = {id(t) for t in outputs}
     returned = {m for m, ref in produced.items() if ref() is not None and id(ref()) in output_ids}
     return macs, returned

@@ -2,14 +2,16 @@
 
 A pruned model directory holds `model.safetensors` (the subnet's state_dict) and `pruned.json` (the registry
 model spec, the channel policy and the ChannelPlan). Loading rebuilds the supernet from the registry, traces its
-groups, materializes the plan and loads the tensors, so no Python object is ever unpickled.
+groups, materializes the plan and loads the tensors, so no Python object is ever unpickled. An empty plan (a
+dense run) loads straight into the freshly built model, without tracing: that also works for models with layers
+channel pruning does not support (e.g. GroupNorm).
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
+from io import BytesIO
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,8 @@ from prunekit.channels.groups import POLICIES, channel_groups
 from prunekit.channels.plan import ChannelPlan
 from prunekit.channels.surgery import materialize
 from prunekit.errors import UserError
-from prunekit.io import load_tensors, read_json, save_tensors, write_json
+from prunekit.io import load_tensors, read_json, save_tensors, write_bytes, write_json
+from prunekit.measure import eval_mode
 
 FORMAT_VERSION = 1
 _SPEC_KEYS = ("name", "num_classes", "in_channels", "input_shape")
@@ -62,8 +65,11 @@ def load_pruned_model(directory: str | os.PathLike[str]) -> nn.Module:
     except (KeyError, TypeError, ValueError) as error:
         raise UserError(f"{directory / 'pruned.json'}: malformed pruned-model record ({error!r})") from error
     tensors = load_tensors(directory / "model.safetensors")
-    groups = channel_groups(supernet, torch.zeros(2, *input_shape), policy)
-    subnet = materialize(supernet, plan, groups)
+    if plan.keep:
+        groups = channel_groups(supernet, torch.zeros(2, *input_shape), policy)
+        subnet = materialize(supernet, plan, groups)
+    else:  # dense: nothing to slice, so no tracing (which refuses layers it cannot slice)
+        subnet = supernet
     floating = {t.dtype for t in tensors.values() if t.is_floating_point()}
     if len(floating) == 1:
         subnet = subnet.to(floating.pop())
@@ -75,34 +81,38 @@ def load_pruned_model(directory: str | os.PathLike[str]) -> nn.Module:
     return subnet.eval()
 
 
+def onnx_tolerance(expected: torch.Tensor) -> float:
+    """Largest accepted max |onnx - torch|: 1e-5 + 1e-4 * max |torch output|.
+
+    float32 kernels of the two runtimes sum in different orders, so their difference grows with the output's
+    scale and the model's depth (ResNet-50 at 224 x 224 differs by about 2e-5, more than a fixed 1e-5); a real
+    export bug (a wrong layer, a missing op) shows up as a difference of the order of the outputs themselves."""
+    return 1e-5 + 1e-4 * float(expected.detach().abs().max()) if expected.numel() else 1e-5
+
+
 def export_onnx(model: nn.Module, example_inputs: torch.Tensor, path: str | os.PathLike[str]) -> float:
     """Export `model` (eval mode) to ONNX at `path`, run it with onnxruntime, and return max |onnx - torch|.
 
-    Raises RuntimeError when the difference exceeds 1e-5 (the file is then not written).
+    Raises a UserError when the difference exceeds `onnx_tolerance` (the file is then not written); the file
+    is written atomically (temporary file, fsync, rename) once the check passed.
     """
     import onnxruntime
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter is the one we want
-            expected = model(example_inputs)
-            torch.onnx.export(model, (example_inputs,), tmp, input_names=["input"], output_names=["output"],
-                              dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}}, dynamo=False)
-        session = onnxruntime.InferenceSession(tmp, providers=["CPUExecutionProvider"])
-        (got,) = session.run(None, {"input": example_inputs.detach().cpu().numpy()})
-        diff = float((torch.from_numpy(got) - expected.detach().cpu()).abs().max())
-        if diff > 1e-5:
-            raise RuntimeError(f"ONNX export of the model differs from PyTorch by {diff:.3g} (> 1e-5)")
-        os.replace(tmp, path)
-        return diff
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        for module, training in modes:
-            module.training = training
+    buffer = BytesIO()
+    with eval_mode(model), torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter is the one we want
+        expected = model(example_inputs)
+        torch.onnx.export(model, (example_inputs,), buffer, input_names=["input"], output_names=["output"],
+                          dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}}, dynamo=False)
+    data = buffer.getvalue()
+    session = onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"])
+    (got,) = session.run(None, {"input": example_inputs.detach().cpu().numpy()})
+    expected = expected.detach().cpu()
+    diff = float((torch.from_numpy(got) - expected).abs().max())
+    tolerance = onnx_tolerance(expected)
+    if not diff <= tolerance:
+        raise UserError(f"ONNX export differs from PyTorch by {diff:.3g} (tolerance {tolerance:.3g} = "
+                        f"1e-5 + 1e-4 * max |output|); {path} was not written")
+    write_bytes(path, data)
+    return diff

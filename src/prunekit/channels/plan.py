@@ -23,6 +23,12 @@ class ChannelPlan:
         """The plan that keeps every channel of every group."""
         return cls({g.name: list(range(g.size)) for g in groups})
 
+    def kept(self, group: ChannelGroup) -> list[int]:
+        """The channels `group` keeps: the plan's list, or all of them when the plan does not name the group."""
+        if group.name not in self.keep:
+            return list(range(group.size))
+        return list(self.keep[group.name])
+
     def kept_counts(self, groups: Iterable[ChannelGroup]) -> dict[str, int]:
         return {g.name: len(self.keep[g.name]) if g.name in self.keep else g.size for g in groups}
 

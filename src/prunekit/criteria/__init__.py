@@ -21,6 +21,7 @@ from prunekit.criteria.group_lasso import (
     calibrate_group_lasso_weight,
     group_lasso_layers,
     group_lasso_penalty,
+    group_lasso_penalty_from_layers,
     removable_channels,
     sparse_channel_masks,
 )
@@ -34,14 +35,21 @@ from prunekit.criteria.reprune import (
     reprune_select,
     reprune_select_detailed,
 )
-from prunekit.criteria.slimming import bn_l1_penalty, bn_l1_subgradient_, slimming_keep, slimming_threshold
+from prunekit.criteria.slimming import (
+    bn_l1_penalty,
+    bn_l1_subgradient_,
+    bn_layers,
+    l1_subgradient_,
+    slimming_keep,
+    slimming_threshold,
+)
 
 __all__ = [
-    "CoverageResult", "HRankCollector", "SelectionResult", "bn_l1_penalty", "bn_l1_subgradient_",
+    "CoverageResult", "HRankCollector", "SelectionResult", "bn_l1_penalty", "bn_l1_subgradient_", "bn_layers",
     "bn_scale_importance", "calibrate_group_lasso_weight", "chex_leverage_scores", "chex_leverage_select",
     "collect_feature_map_ranks", "feature_map_rank", "greedy_max_coverage", "group_lasso_layers",
-    "group_lasso_penalty", "hrank_keep", "keep_count", "keep_top", "l1_filter_norms", "l1_filter_select",
-    "prune_count", "regrowth_delta", "regrowth_scores", "removable_channels", "reprune_allocation",
-    "reprune_pruned_counts", "reprune_select", "reprune_select_detailed", "sample_regrowth",
-    "slimming_keep", "slimming_threshold", "sparse_channel_masks",
+    "group_lasso_penalty", "group_lasso_penalty_from_layers", "hrank_keep", "keep_count", "keep_top",
+    "l1_filter_norms", "l1_filter_select", "l1_subgradient_", "prune_count", "regrowth_delta", "regrowth_scores",
+    "removable_channels", "reprune_allocation", "reprune_pruned_counts", "reprune_select",
+    "reprune_select_detailed", "sample_regrowth", "slimming_keep", "slimming_threshold", "sparse_channel_masks",
 ]

@@ -5,7 +5,7 @@ Groups (PruneTrain `get_group_lasso_global`; research note classic_methods.md §
 - every Conv2d: one group per output channel, W[o, :, :, :], and one per input channel, W[:, i, :, :];
 - every Linear: one group per input column W[:, i], and one per output row W[o, :] except for the classifier;
 - not grouped: the first layer's input channels (they are the network input), the classifier's output rows
-  (the classes), and depthwise convs (neither side);
+  (the classes), and depthwise convs (neither side; `channels.groups.is_depthwise`: groups == in == out > 1);
 - only weights are in the groups. Biases and BatchNorm parameters are not, exactly as in PruneTrain's code,
   whose groups are slices of `W` only; the usual SGD weight decay is what acts on them.
 
@@ -13,9 +13,11 @@ Each group contributes sqrt(sum w^2 + eps) with eps = 1e-8 as in PruneTrain's co
 gradient finite (and exactly zero) on all-zero groups. The penalty therefore carries a constant
 n_groups * sqrt(eps) offset, which does not change its gradient.
 
-Grouped convs (1 < groups < in_channels): input channel i of a conv with G groups is read only by the output
-channels of its own group, so its group is W[g*out/G:(g+1)*out/G, i mod (in/G)] with g = i // (in/G).
-"Depthwise" means groups == in_channels > 1.
+Grouped convs (groups > 1, not depthwise): input channel i of a conv with G groups is read only by the output
+channels of its own group, so its group is W[g*out/G:(g+1)*out/G, i mod (in/G)] with g = i // (in/G). That
+includes a channel-multiplier conv (groups == in_channels, out = k * in, k > 1): it is grouped on both sides,
+each output filter W[o] and each input channel's k filters W[i*k:(i+1)*k]. (Its channel groups are blocked from
+pruning, `channels.groups`, so the penalty only shrinks those weights.)
 
 The first layer and the classifier are found by module definition order (first and last Conv2d/Linear in
 `model.named_modules()`); pass `first_layer=` / `classifier=` when that order differs from execution order.
@@ -24,12 +26,13 @@ The first layer and the classifier are found by module definition order (first a
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from prunekit.channels.groups import is_depthwise
 from prunekit.errors import UserError
 
 PRUNETRAIN_EPS = 1e-8  # inside the sqrt of each group norm, as in PruneTrain's code
@@ -44,11 +47,6 @@ class GroupLassoLayer:
     module: nn.Conv2d | nn.Linear
     input_groups: bool
     output_groups: bool
-
-
-def is_depthwise(conv: nn.Conv2d) -> bool:
-    """True for a depthwise conv: every input channel is its own group (groups == in_channels > 1)."""
-    return conv.groups > 1 and conv.groups == conv.in_channels
 
 
 def _matching_names(model: nn.Module, names: Collection[str]) -> set[str]:
@@ -128,19 +126,33 @@ def group_lasso_penalty(
     first_layer: str | None = None,
     classifier: str | None = None,
 ) -> torch.Tensor:
-    """PruneTrain's R_GL(W): sum of the L2 norms of all channel groups (module docstring). Differentiable."""
-    terms: list[torch.Tensor] = []
-    for layer in group_lasso_layers(model, exclude, first_layer, classifier):
-        weight = layer.module.weight
-        if layer.output_groups:
-            terms.append(safe_group_norm(output_group_squares(weight), eps).sum())
-        if layer.input_groups:
-            squares = input_group_squares(weight, _conv_groups(layer.module))
-            terms.append(safe_group_norm(squares, eps).sum())
-    if not terms:
+    """PruneTrain's R_GL(W): sum of the L2 norms of all channel groups (module docstring). Differentiable.
+
+    Finds the layers on every call; a training loop should find them once (`group_lasso_layers`) and call
+    `group_lasso_penalty_from_layers` each step.
+    """
+    layers = group_lasso_layers(model, exclude, first_layer, classifier)
+    if not layers:
         param = next(model.parameters(), None)
         return torch.zeros((), device=param.device if param is not None else None)
-    return torch.stack(terms).sum()
+    return group_lasso_penalty_from_layers(layers, eps)
+
+
+def group_lasso_penalty_from_layers(layers: Sequence[GroupLassoLayer], eps: float = PRUNETRAIN_EPS) -> torch.Tensor:
+    """R_GL(W) over `layers` (from `group_lasso_layers`). Differentiable.
+
+    One square per weight, one reduction per grouped side, then a single sqrt and sum over all groups at once.
+    """
+    squares: list[torch.Tensor] = []
+    for layer in layers:
+        weight_squared = layer.module.weight.pow(2)
+        if layer.output_groups:
+            squares.append(weight_squared.reshape(weight_squared.shape[0], -1).sum(dim=1))
+        if layer.input_groups:
+            squares.append(_input_group_reduce(weight_squared, _conv_groups(layer.module), "sum"))
+    if not squares:
+        return torch.zeros(())
+    return safe_group_norm(torch.cat(squares), eps).sum()
 
 
 def calibrate_group_lasso_weight(ce_loss: float, penalty: float, ratio: float = 0.2) -> float:

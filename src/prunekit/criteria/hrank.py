@@ -26,6 +26,7 @@ from torch import nn
 
 from prunekit.criteria.magnitude import prune_count
 from prunekit.errors import UserError
+from prunekit.measure import eval_mode
 
 DEFAULT_RANK_BATCHES = 5  # official `--limit`
 
@@ -53,8 +54,8 @@ class HRankCollector:
             ranks = collector.collect(train_batches)        # {"layer1.0.bn1": (C,) tensor, ...}
 
     Inside the `with`, forward hooks are registered on the named modules; leaving it removes them. `collect`
-    runs the model in eval mode under `torch.no_grad()` on at most `max_batches` batches and restores the
-    model's train/eval mode afterwards. Each named module must run exactly once per forward pass (a shared
+    runs the model in eval mode under `torch.no_grad()` on at most `max_batches` batches and restores every
+    module's own train/eval mode afterwards. Each named module must run exactly once per forward pass (a shared
     `nn.ReLU` used several times cannot be told apart: hook the BN before it instead).
     """
 
@@ -113,19 +114,14 @@ class HRankCollector:
         self._image_counts.clear()
         param = next(self.model.parameters(), None)
         device = param.device if param is not None else None
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            with torch.no_grad():
-                for index, batch in enumerate(batches):
-                    if self.max_batches is not None and index >= self.max_batches:
-                        break
-                    self._calls.clear()
-                    inputs = _first_tensor(batch)
-                    self.model(inputs if device is None else inputs.to(device))
-                    self._check_each_ran_once()
-        finally:
-            self.model.train(was_training)
+        with eval_mode(self.model), torch.no_grad():
+            for index, batch in enumerate(batches):
+                if self.max_batches is not None and index >= self.max_batches:
+                    break
+                self._calls.clear()
+                inputs = _first_tensor(batch)
+                self.model(inputs if device is None else inputs.to(device))
+                self._check_each_ran_once()
         if not self._image_counts:
             raise UserError("hrank: no batches to estimate feature-map ranks from")
         return {name: (self._rank_sums[name] / self._image_counts[name]).float() for name in self.modules}

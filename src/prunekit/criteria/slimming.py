@@ -14,7 +14,7 @@ more than the fraction when values are distinct, and all tied values at the cut.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterable
 
 import torch
 from torch import nn
@@ -25,43 +25,46 @@ from prunekit.errors import UserError
 BatchNorm = nn.modules.batchnorm._BatchNorm
 
 
-def _bn_layers(model: nn.Module, modules: Collection[str] | None) -> Iterator[tuple[str, BatchNorm]]:
+def bn_layers(model: nn.Module, modules: Collection[str] | None = None) -> list[tuple[str, BatchNorm]]:
     """Affine BN layers of the model: all of them, or exactly the named ones (a non-BN name is an error)."""
     named = dict(model.named_modules())
     if modules is None:
-        for name, module in named.items():
-            if isinstance(module, BatchNorm) and module.weight is not None:
-                yield name, module
-        return
+        return [(name, m) for name, m in named.items() if isinstance(m, BatchNorm) and m.weight is not None]
+    found = []
     for name in modules:
         module = named.get(name)
         if not isinstance(module, BatchNorm) or module.weight is None:
             what = "no module" if module is None else f"a {type(module).__name__}, not an affine BatchNorm,"
             raise UserError(f"network slimming: {name!r} is {what} in the model")
-        yield name, module
+        found.append((name, module))
+    return found
 
 
 @torch.no_grad()
+def l1_subgradient_(gammas: Iterable[torch.Tensor], s: float) -> None:
+    """Add s * sign(gamma) to each gamma's gradient, in place (the hot-path form of `bn_l1_subgradient_`: pass
+    the BN weights found once with `bn_layers`). A gamma that requires grad but got no gradient (unused in this
+    forward) receives s * sign(gamma) as its gradient; frozen gammas are skipped."""
+    for gamma in gammas:
+        if not gamma.requires_grad:
+            continue
+        if gamma.grad is None:
+            gamma.grad = torch.sign(gamma.detach()) * s
+        else:
+            gamma.grad.add_(torch.sign(gamma.detach()), alpha=s)
+
+
 def bn_l1_subgradient_(model: nn.Module, s: float, modules: Collection[str] | None = None) -> None:
     """Add s * sign(gamma) to each BN weight's gradient, in place; call after backward (slimming `updateBN`).
 
-    `modules` names the BN layers to regularise (default: every affine BN). A gamma that requires grad but got
-    no gradient (unused in this forward) receives s * sign(gamma) as its gradient; frozen gammas are skipped.
+    `modules` names the BN layers to regularise (default: every affine BN); see `l1_subgradient_`.
     """
-    for _, bn in _bn_layers(model, modules):
-        gamma = bn.weight
-        if not gamma.requires_grad:
-            continue
-        step = torch.sign(gamma.detach()) * s
-        if gamma.grad is None:
-            gamma.grad = step
-        else:
-            gamma.grad.add_(step)
+    l1_subgradient_((bn.weight for _, bn in bn_layers(model, modules)), s)
 
 
 def bn_l1_penalty(model: nn.Module, modules: Collection[str] | None = None) -> torch.Tensor:
     """sum |gamma| over the chosen BN layers (paper Eq. 1's g(gamma) = |gamma|), differentiable."""
-    terms = [bn.weight.abs().sum() for _, bn in _bn_layers(model, modules)]
+    terms = [bn.weight.abs().sum() for _, bn in bn_layers(model, modules)]
     if not terms:
         return torch.zeros(())
     return torch.stack(terms).sum()

@@ -41,6 +41,14 @@ def build_method(cfg: MethodConfig) -> Method:
 
 
 # Each method module registers itself on import.
-from prunekit.methods import chex, hrank, one_shot, prunetrain, reprune, slimming  # noqa: E402,F401
+from prunekit.methods import (  # noqa: E402,F401
+    chex,
+    hrank,
+    one_shot,
+    prunetrain,
+    reprune,
+    slimming,
+    torch_pruning_baseline,
+)
 
 __all__ = ["METHODS", "Decision", "Dense", "Method", "TrainContext", "build_method"]

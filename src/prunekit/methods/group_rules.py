@@ -3,54 +3,41 @@
 Everything here works on the supernet (full width) and a ChannelPlan, and maps per-layer criteria from
 `prunekit.criteria` onto channel groups through the groups' tensor slices, so flattens (one channel -> several
 Linear columns) and concatenations (offset positions) are handled the same way as by materialize/absorb.
+BN scales per group are `structured.group_gammas`, MACs of a plan `channels.macs_estimator` / `plan_macs`, and
+the search for a rate that meets a MACs target the integer bisection `structured.smallest_reaching`.
 """
 
 from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from fractions import Fraction
 from typing import Any
 
 import torch
 from torch import nn
-from torch.nn.modules.batchnorm import _BatchNorm
-from torch.nn.modules.conv import _ConvNd
 
-from prunekit.channels import ChannelGroup, ChannelPlan, kept_indices, materialize
-from prunekit.channels.groups import forward_profile, is_depthwise
+from prunekit.channels import ChannelGroup, ChannelPlan
+from prunekit.channels.groups import is_plain_weight_layer
 from prunekit.criteria import keep_top, l1_filter_norms, prune_count, removable_channels, sparse_channel_masks
 from prunekit.errors import UserError
-from prunekit.measure import count_macs
 from prunekit.methods.base import Decision, Method, TrainContext
 
 
-def current_keep(plan: ChannelPlan | None, group: ChannelGroup) -> list[int]:
-    """The channels `group` keeps under `plan` (all of them when the plan is None or does not name it)."""
-    if plan is None or group.name not in plan.keep:
-        return list(range(group.size))
-    return list(plan.keep[group.name])
-
-
-def _is_plain_weight_layer(module: nn.Module) -> bool:
-    """Conv (not depthwise) or Linear: the layers whose weights define a channel's reads and writes."""
-    if isinstance(module, _ConvNd):
-        return not is_depthwise(module)
-    return isinstance(module, nn.Linear)
-
-
 def masked_copy(supernet: nn.Module, plan: ChannelPlan | None, groups: Sequence[ChannelGroup]) -> nn.Module:
-    """A deep copy of the supernet with every channel the plan removed set to zero in every tensor slice.
+    """The supernet with every channel the plan removed set to zero in every tensor slice, for reading only.
 
     The supernet keeps the most recently used values of removed channels (MRU bank); zeroing them makes
-    per-layer criteria (row maxima, norms) look only at what the current subnet actually computes with.
+    per-layer criteria (row maxima, norms) look only at what the current subnet actually computes with. A deep
+    copy when the plan removes something; the supernet itself (no copy) when `plan` is None or removes nothing.
     """
+    if plan is None or all(len(plan.kept(g)) == g.size for g in groups):
+        return supernet
     model = copy.deepcopy(supernet)
-    if plan is None:
-        return model
     with torch.no_grad():
         for group in groups:
-            kept = set(current_keep(plan, group))
+            kept = set(plan.kept(group))
             if len(kept) == group.size:
                 continue
             for piece in group.slices:
@@ -85,7 +72,7 @@ def sparse_sides(model: nn.Module, group: ChannelGroup,
         if piece.tensor != "weight" or piece.dim not in (0, 1):
             continue
         module = model.get_submodule(piece.module)
-        if not _is_plain_weight_layer(module):
+        if not is_plain_weight_layer(module):
             continue
         side = "output" if piece.dim == 0 else "input"
         vector = _per_channel_all(masks[piece.module][side], piece.positions, piece.channels, group.size)
@@ -100,7 +87,7 @@ def group_square_norms(model: nn.Module, group: ChannelGroup) -> torch.Tensor:
         if piece.tensor != "weight" or piece.dim not in (0, 1):
             continue
         module = model.get_submodule(piece.module)
-        if not _is_plain_weight_layer(module):
+        if not is_plain_weight_layer(module):
             continue
         weight = module.weight.detach().to("cpu", torch.float64)
         other = [d for d in range(weight.dim()) if d != piece.dim]
@@ -110,15 +97,15 @@ def group_square_norms(model: nn.Module, group: ChannelGroup) -> torch.Tensor:
     return total
 
 
-def prunetrain_removable(supernet: nn.Module, plan: ChannelPlan | None, groups: Sequence[ChannelGroup],
+def prunetrain_removable(model: nn.Module, groups: Sequence[ChannelGroup],
                          threshold: float) -> dict[str, torch.Tensor]:
     """Per group: True where the channel is sparse for EVERY writer and EVERY reader (PruneTrain Step 4).
 
-    On a single-producer group this is "sparse as the output of layer l and as the input of layer l+1"; on a
-    residual stream (several writers and readers) it keeps the union of the dense channels of all of them
-    ("channel union"). Channels the plan already removed are zero and count as sparse.
+    `model` is `masked_copy(supernet, plan, groups)`: channels the plan already removed are zero there and count
+    as sparse. On a single-producer group this is "sparse as the output of layer l and as the input of layer
+    l+1"; on a residual stream (several writers and readers) it keeps the union of the dense channels of all of
+    them ("channel union").
     """
-    model = masked_copy(supernet, plan, groups)
     masks = sparse_channel_masks(model, threshold)
     result: dict[str, torch.Tensor] = {}
     for group in groups:
@@ -150,32 +137,12 @@ def l1_group_scores(model: nn.Module, group: ChannelGroup) -> torch.Tensor:
         if piece.tensor != "weight" or piece.dim != 0:
             continue
         module = model.get_submodule(piece.module)
-        if not _is_plain_weight_layer(module):
+        if not is_plain_weight_layer(module):
             continue
         norms = l1_filter_norms(module.weight).to("cpu", torch.float64)
         channels = torch.tensor(piece.channels, dtype=torch.long)
         total.index_add_(0, channels, norms[list(piece.positions)])
     return total
-
-
-def group_norm_layers(group: ChannelGroup) -> list[str]:
-    """The BatchNorms on the group: the one after its first producer first, then the others."""
-    names = [group.bn] if group.bn is not None else []
-    return names + [n for n in group.norms if n not in names]
-
-
-def bn_group_scores(model: nn.Module, group: ChannelGroup) -> torch.Tensor | None:
-    """Per channel: max |gamma| over the group's affine BatchNorms (one BN: its |gamma|); None without any.
-
-    On a residual stream a channel is unimportant only when every BN writing it has a small scale."""
-    scores: torch.Tensor | None = None
-    for name in group_norm_layers(group):
-        bn = model.get_submodule(name)
-        if not isinstance(bn, _BatchNorm) or bn.weight is None or bn.weight.numel() != group.size:
-            continue
-        gamma = bn.weight.detach().abs().to("cpu", torch.float64)
-        scores = gamma if scores is None else torch.maximum(scores, gamma)
-    return scores
 
 
 def uniform_keep(scores: torch.Tensor, kept: Sequence[int], rate: float, size: int, min_channels: int) -> list[int]:
@@ -187,65 +154,20 @@ def uniform_keep(scores: torch.Tensor, kept: Sequence[int], rate: float, size: i
     return sorted(kept[i] for i in chosen)
 
 
-def plan_macs(supernet: nn.Module, plan: ChannelPlan, groups: Sequence[ChannelGroup],
-              example_inputs: torch.Tensor) -> int:
-    """MACs per sample of the subnet the plan gives, measured (materialize + `count_macs`)."""
-    return count_macs(materialize(supernet, plan, list(groups)), example_inputs[:1])
+def rate_steps(sizes: Sequence[int]) -> list[float]:
+    """The rates at which `uniform_keep`'s counts change, ascending: every j / n for a group width n, 0 <= j <= n.
 
-
-def macs_estimator(supernet: nn.Module, groups: Sequence[ChannelGroup],
-                   example_inputs: torch.Tensor) -> Callable[[ChannelPlan], float]:
-    """A fast function plan -> MACs per sample of its subnet, without building the subnet.
-
-    Each Conv/Linear's dense MACs (one traced forward) scale with the kept fraction of every weight dim the plan
-    shrinks (depthwise convs: of their channels only); everything else counted by `count_macs` is taken as
-    constant. Exact for networks whose MACs are all in Conv/Linear layers; check the final plan with `plan_macs`.
-    """
-    per_module, _ = forward_profile(supernet, example_inputs[:1])
-    names = {module: name for name, module in supernet.named_modules()}
-    dense_total = count_macs(supernet, example_inputs[:1])
-
-    def estimate(plan: ChannelPlan) -> float:
-        kept = kept_indices(supernet, list(groups), plan)
-        saved = 0.0
-        for module, macs in per_module.items():
-            dims = kept.get((names[module], "weight"), {})
-            ratio = 1.0
-            for dim, index in dims.items():
-                ratio *= index.numel() / module.weight.shape[dim]
-            saved += macs * (1.0 - ratio)
-        return dense_total - saved
-
-    return estimate
-
-
-def search_rate_for_macs(make_plan: Callable[[float], ChannelPlan], macs_of: Callable[[ChannelPlan], float],
-                         target_macs: float, iterations: int = 20) -> tuple[float, ChannelPlan, int]:
-    """The smallest uniform rate (by bisection on [0, 1]) whose plan has at most `target_macs` MACs.
-
-    MACs fall monotonically as the rate grows (each group keeps fewer channels). When even rate 1 (every
-    group at its floor) exceeds the target, that plan is returned. Returns (rate, plan, its MACs)."""
-    best_rate, best_plan = 1.0, make_plan(1.0)
-    best_macs = macs_of(best_plan)
-    if best_macs > target_macs:
-        return best_rate, best_plan, best_macs
-    low, high = 0.0, 1.0
-    for _ in range(iterations):
-        mid = (low + high) / 2
-        plan = make_plan(mid)
-        macs = macs_of(plan)
-        if macs <= target_macs:
-            high, best_rate, best_plan, best_macs = mid, mid, plan, macs
-        else:
-            low = mid
-    return best_rate, best_plan, best_macs
+    Between two steps every group removes the same floor(rate * n) channels, so the smallest rate that meets a
+    target is a step. Each step is exact enough for `prune_count` (its 1e-9 slack) to give exactly j of n."""
+    return [float(f) for f in sorted({Fraction(j, n) for n in sizes for j in range(n + 1)})]
 
 
 def removed_counts(old: ChannelPlan | None, new: ChannelPlan, groups: Sequence[ChannelGroup]) -> dict[str, int]:
     """Channels each group loses from `old` to `new` (only groups that lose some)."""
     counts = {}
+    old = old or ChannelPlan()
     for group in groups:
-        lost = len(current_keep(old, group)) - len(current_keep(new, group))
+        lost = len(old.kept(group)) - len(new.kept(group))
         if lost:
             counts[group.name] = lost
     return counts
@@ -253,7 +175,7 @@ def removed_counts(old: ChannelPlan | None, new: ChannelPlan, groups: Sequence[C
 
 def kept_fraction(plan: ChannelPlan, groups: Sequence[ChannelGroup]) -> float:
     total = sum(g.size for g in groups)
-    return sum(len(current_keep(plan, g)) for g in groups) / total if total else 1.0
+    return sum(len(plan.kept(g)) for g in groups) / total if total else 1.0
 
 
 def check_rate(rate: float, what: str) -> None:

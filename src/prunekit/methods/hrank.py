@@ -29,7 +29,7 @@ from prunekit.criteria.hrank import DEFAULT_RANK_BATCHES
 from prunekit.errors import UserError
 from prunekit.methods import METHODS
 from prunekit.methods.base import TrainContext
-from prunekit.methods.group_rules import PruneOnceMethod, check_rate, current_keep, require_prune_epoch
+from prunekit.methods.group_rules import PruneOnceMethod, check_rate, require_prune_epoch
 
 
 @dataclasses.dataclass
@@ -104,10 +104,11 @@ class HRank(PruneOnceMethod):
         modules = [hooked_module(g) for g in chosen]
         # ctx.model is the network being trained: its group channels are the kept ones, in increasing order.
         ranks = collect_feature_map_ranks(ctx.model, modules, ctx.train_batches(), self.params.rank_batches)
-        keep = dict(ctx.plan.keep) if ctx.plan is not None else {}
+        plan = ctx.plan or ChannelPlan()
+        keep = dict(plan.keep)
         mean_ranks = {}
         for group, module in zip(chosen, modules, strict=True):
-            kept = current_keep(ctx.plan, group)
+            kept = plan.kept(group)
             group_ranks = ranks[module]
             # floor(rate * full width) filters go; counted against the full width when some are already gone
             n_prune = prune_count(group.size, rates[group.name]) - (group.size - len(kept))

@@ -4,11 +4,14 @@
   prunable group the filters with the smallest sum |W[o]| go (`criteria.l1_filter_norms`; on a residual stream
   under policy "all", the sum over the stream's writers).
 - `bn_scale`: BN-scale pruning: the channels with the smallest |gamma| go (`criteria.bn_scale_importance`'s
-  score; the largest |gamma| over a stream's BNs under "all"). Groups without a BatchNorm keep all channels.
+  score; the largest |gamma| over a stream's BNs under "all", `structured.group_gammas`). Groups without a
+  BatchNorm keep all channels.
 
 How many go: either `rate`, the same fraction of every group's full width (floor(rate * width) channels), or
 `target_macs_ratio`, the fraction of the dense model's MACs to keep: the smallest uniform rate whose subnet has at
-most that many MACs (bisection, `group_rules.search_rate_for_macs`). A group never keeps fewer than
+most that many MACs. The plan only changes at the rates j / width of some group (`group_rules.rate_steps`), so
+the search is an integer bisection over those steps (`structured.smallest_reaching`) with the analytic MACs of
+`channels.macs_estimator`; the chosen plan's MACs are then measured. A group never keeps fewer than
 `min_channels`. Among equal scores the lower channel index is kept (`criteria.keep_top`).
 """
 
@@ -21,24 +24,21 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from prunekit.channels import ChannelGroup, ChannelPlan
+from prunekit.channels import ChannelGroup, ChannelPlan, macs_estimator, plan_macs
 from prunekit.errors import UserError
 from prunekit.measure import count_macs
 from prunekit.methods import METHODS
 from prunekit.methods.base import TrainContext
 from prunekit.methods.group_rules import (
     PruneOnceMethod,
-    bn_group_scores,
     check_rate,
-    current_keep,
     l1_group_scores,
-    macs_estimator,
     masked_copy,
-    plan_macs,
+    rate_steps,
     require_prune_epoch,
-    search_rate_for_macs,
     uniform_keep,
 )
+from prunekit.methods.structured import group_gammas, smallest_reaching
 
 
 @dataclasses.dataclass
@@ -78,11 +78,12 @@ class OneShotPruning(PruneOnceMethod):
 
     def uniform_plan(self, ctx: TrainContext, scores: dict[str, torch.Tensor], rate: float) -> ChannelPlan:
         assert ctx.groups is not None
-        keep = dict(ctx.plan.keep) if ctx.plan is not None else {}
+        plan = ctx.plan or ChannelPlan()
+        keep = dict(plan.keep)
         for group in ctx.groups:
             if group.name in scores:
-                keep[group.name] = uniform_keep(scores[group.name], current_keep(ctx.plan, group), rate,
-                                                group.size, self.params.min_channels)
+                keep[group.name] = uniform_keep(scores[group.name], plan.kept(group), rate, group.size,
+                                                self.params.min_channels)
         return ChannelPlan(keep)
 
     def make_plan(self, ctx: TrainContext) -> tuple[ChannelPlan, dict[str, Any]]:
@@ -100,7 +101,11 @@ class OneShotPruning(PruneOnceMethod):
         dense_macs = count_macs(ctx.supernet, ctx.example_inputs[:1])
         target = self.params.target_macs_ratio * dense_macs
         estimate = macs_estimator(ctx.supernet, ctx.groups, ctx.example_inputs)
-        rate, plan, _ = search_rate_for_macs(lambda r: self.uniform_plan(ctx, scores, r), estimate, target)
+        rates = rate_steps([g.size for g in ctx.groups if g.name in scores])
+        step, _ = smallest_reaching(len(rates) - 1, lambda i: estimate(self.uniform_plan(ctx, scores, rates[i])),
+                                    target)
+        rate = rates[step]
+        plan = self.uniform_plan(ctx, scores, rate)
         macs = plan_macs(ctx.supernet, plan, ctx.groups, ctx.example_inputs)  # measured, not estimated
         return plan, {"rate": rate, "target_macs_ratio": self.params.target_macs_ratio,
                       "macs_ratio": macs / dense_macs, "target_reached": macs <= target}
@@ -119,4 +124,7 @@ class BNScalePruning(OneShotPruning):
     """One-shot BN-scale (|gamma|) pruning."""
 
     name = "bn_scale"
-    score = staticmethod(bn_group_scores)
+
+    @staticmethod
+    def score(model: nn.Module, group: ChannelGroup) -> torch.Tensor | None:
+        return group_gammas(model, group, None)

@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 import dataclasses
+import weakref
 from typing import Any
 
 import torch
@@ -27,13 +28,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from prunekit.channels import ChannelPlan
-from prunekit.criteria import calibrate_group_lasso_weight, group_lasso_penalty
-from prunekit.criteria.group_lasso import PRUNETRAIN_THRESHOLD
+from prunekit.criteria import calibrate_group_lasso_weight, group_lasso_layers, group_lasso_penalty_from_layers
+from prunekit.criteria.group_lasso import PRUNETRAIN_THRESHOLD, GroupLassoLayer
 from prunekit.errors import UserError
+from prunekit.measure import train_mode
 from prunekit.methods import METHODS
 from prunekit.methods.base import Decision, Method, TrainContext
 from prunekit.methods.group_rules import (
-    current_keep,
     group_square_norms,
     kept_fraction,
     masked_copy,
@@ -67,16 +68,13 @@ class PruneTrainParams:
 def first_batch_loss(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
     """Cross entropy of one training-mode forward pass, without gradient, leaving the BN statistics as they were."""
     buffers = {name: b.detach().clone() for name, b in model.named_buffers()}
-    was_training = model.training
     try:
-        model.train()
-        with torch.no_grad():
+        with train_mode(model), torch.no_grad():
             loss = F.cross_entropy(model(images).float(), labels)
     finally:
         with torch.no_grad():
             for name, b in model.named_buffers():
                 b.copy_(buffers[name])
-        model.train(was_training)
     return float(loss)
 
 
@@ -91,11 +89,22 @@ class PruneTrain(Method):
     def __init__(self, params: PruneTrainParams | None = None) -> None:
         self.params = params or PruneTrainParams()
         self.penalty_weight: float | None = None  # lambda_g, fixed once calibrated
+        # The layers R_GL covers, found once per network: the trainer swaps in a new subnet object at every
+        # reconfiguration, so the cache is keyed by the model's identity (a weak reference, not kept alive).
+        self._layers: list[GroupLassoLayer] = []
+        self._layers_of: weakref.ref[nn.Module] | None = None
 
     # ----------------------------------------------------------------- regularizer
+    def penalty_layers(self, model: nn.Module) -> list[GroupLassoLayer]:
+        """`criteria.group_lasso_layers(model, exclude)`, cached while `model` is the same object."""
+        if self._layers_of is None or self._layers_of() is not model:
+            self._layers = group_lasso_layers(model, exclude=self.params.exclude)
+            self._layers_of = weakref.ref(model)
+        return self._layers
+
     def penalty(self, model: nn.Module) -> torch.Tensor:
         """R_GL(W) of `model` (differentiable)."""
-        return group_lasso_penalty(model, exclude=self.params.exclude)
+        return group_lasso_penalty_from_layers(self.penalty_layers(model))
 
     def calibrate(self, ce_loss: float, model: nn.Module) -> float:
         """Fix lambda_g = r CE / ((1 - r) R_GL(model)) from the first batch's cross entropy; returns it."""
@@ -128,11 +137,12 @@ class PruneTrain(Method):
         """The current plan minus every channel that is sparse on all sides (PruneTrain Step 4)."""
         if ctx.groups is None or ctx.supernet is None:
             raise RuntimeError("prunetrain needs ctx.groups and ctx.supernet (channel groups of the model)")
-        removable = prunetrain_removable(ctx.supernet, ctx.plan, ctx.groups, self.params.threshold)
-        masked = masked_copy(ctx.supernet, ctx.plan, ctx.groups)
+        masked = masked_copy(ctx.supernet, ctx.plan, ctx.groups)  # removed channels read as zero
+        removable = prunetrain_removable(masked, ctx.groups, self.params.threshold)
+        plan = ctx.plan or ChannelPlan()
         keep: dict[str, list[int]] = {}
         for group in ctx.groups:
-            kept = current_keep(ctx.plan, group)
+            kept = plan.kept(group)
             remove = set(removable[group.name].nonzero().flatten().tolist())
             keep[group.name] = shrink_keep(kept, remove, group_square_norms(masked, group),
                                            self.params.min_channels)

@@ -12,28 +12,25 @@ Which channels: the groups of the channel policy, "internal" by default. That is
 residual stream keeps its width, only channels inside branches go). The L1 term and the percentile cover
 exactly the BNs of those groups; the official code also regularises BNs it never prunes and counts them in the
 percentile. Groups without a BatchNorm are left out (kept whole). With policy "all", a residual-stream channel's
-score is the largest |gamma| over the BNs on the stream (`group_rules.bn_group_scores`).
+score is the largest |gamma| over the BNs on the stream (`structured.group_gammas`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import weakref
 from typing import Any, Literal
 
+import torch
 from torch import nn
 
 from prunekit.channels import ChannelPlan
-from prunekit.criteria import bn_l1_subgradient_, slimming_keep, slimming_threshold
+from prunekit.criteria import bn_layers, l1_subgradient_, slimming_keep, slimming_threshold
 from prunekit.errors import UserError
 from prunekit.methods import METHODS
 from prunekit.methods.base import Decision, TrainContext
-from prunekit.methods.group_rules import (
-    PruneOnceMethod,
-    bn_group_scores,
-    current_keep,
-    group_norm_layers,
-    require_prune_epoch,
-)
+from prunekit.methods.group_rules import PruneOnceMethod, require_prune_epoch
+from prunekit.methods.structured import group_gammas
 
 
 @dataclasses.dataclass
@@ -69,30 +66,41 @@ class NetworkSlimming(PruneOnceMethod):
         self.params = params
         self.channel_policy = params.policy
         self.bn_names: list[str] | None = None
+        # The regularised BN scales of the model being trained, found once per model object (by identity).
+        self._gammas: list[torch.Tensor] = []
+        self._gammas_of: weakref.ref[nn.Module] | None = None
 
     def on_train_start(self, ctx: TrainContext) -> Decision | None:
         if ctx.groups is None:
             raise RuntimeError("slimming needs ctx.groups (channel groups of the model)")
-        self.bn_names = sorted({name for g in ctx.groups for name in group_norm_layers(g)})
+        self.bn_names = sorted({name for g in ctx.groups for name in g.norm_layers})
         if not self.bn_names:
             raise UserError("slimming: no prunable channel group has a BatchNorm; use a model with BN layers")
         return super().on_train_start(ctx)
 
+    def scales(self, model: nn.Module) -> list[torch.Tensor]:
+        """The BN weights (gamma) of `bn_names` in `model`, cached while `model` is the same object."""
+        if self.bn_names is None:
+            raise RuntimeError("slimming: call on_train_start(ctx) before training")
+        if self._gammas_of is None or self._gammas_of() is not model:
+            self._gammas = [bn.weight for _, bn in bn_layers(model, self.bn_names)]
+            self._gammas_of = weakref.ref(model)
+        return self._gammas
+
     def after_backward(self, model: nn.Module) -> None:
         if self.pruned or self.params.s == 0:
             return
-        if self.bn_names is None:
-            raise RuntimeError("slimming: call on_train_start(ctx) before training")
-        bn_l1_subgradient_(model, self.params.s, self.bn_names)
+        l1_subgradient_(self.scales(model), self.params.s)
 
     def make_plan(self, ctx: TrainContext) -> tuple[ChannelPlan, dict[str, Any]]:
         assert ctx.groups is not None and ctx.supernet is not None
         scored, gammas, kept_lists = [], [], []
+        plan = ctx.plan or ChannelPlan()
         for group in ctx.groups:
-            scores = bn_group_scores(ctx.supernet, group)
+            scores = group_gammas(ctx.supernet, group, ctx.plan)
             if scores is None:
                 continue
-            kept = current_keep(ctx.plan, group)
+            kept = plan.kept(group)
             scored.append(group)
             kept_lists.append(kept)
             gammas.append(scores[kept])

@@ -8,7 +8,6 @@ Everything reads the supernet (full width, most-recently-used values at removed 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
@@ -16,10 +15,9 @@ from typing import Any, Literal
 import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
-from torch.nn.modules.conv import _ConvNd
 
-from prunekit.channels import ChannelGroup, ChannelPlan, kept_indices, materialize
-from prunekit.channels.groups import is_depthwise
+from prunekit.channels import ChannelGroup, ChannelPlan, kept_indices, macs_estimator
+from prunekit.channels.groups import is_plain_weight_layer
 from prunekit.channels.surgery import KeptIndices
 from prunekit.criteria import (
     keep_count,
@@ -31,16 +29,10 @@ from prunekit.criteria import (
     sample_regrowth,
 )
 from prunekit.errors import UserError
-from prunekit.measure import count_macs
 from prunekit.methods.base import Decision, Method, TrainContext
+from prunekit.seeding import derived_seed
 
 # ---------------------------------------------------------------------------------------------- small helpers
-
-
-def derived_seed(seed: int, *parts: int) -> int:
-    """A 63-bit seed for one purpose (e.g. regrowth sampling at epoch t) derived from the run seed."""
-    text = ":".join(str(p) for p in (seed, *parts))
-    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") & ((1 << 63) - 1)
 
 
 def is_decision_epoch(t: int, t_prune: int, interval: int) -> bool:
@@ -51,20 +43,9 @@ def is_decision_epoch(t: int, t_prune: int, interval: int) -> bool:
     return 1 <= t <= t_prune and (t % interval == 0 or t == t_prune)
 
 
-def current_keep(plan: ChannelPlan | None, group: ChannelGroup) -> list[int]:
-    """The channels `group` keeps under `plan` (all of them when the plan is None or does not name it)."""
-    if plan is None or group.name not in plan.keep:
-        return list(range(group.size))
-    return list(plan.keep[group.name])
-
-
 def round_up(count: int, round_to: int, size: int) -> int:
     """`count` rounded up to a multiple of `round_to`, at most `size` (ChannelPlan.rounded's rule)."""
     return min(size, -(-count // round_to) * round_to)
-
-
-def _plain_producer(module: nn.Module) -> bool:
-    return (isinstance(module, _ConvNd) and not is_depthwise(module)) or isinstance(module, nn.Linear)
 
 
 def group_gammas(supernet: nn.Module, group: ChannelGroup, plan: ChannelPlan | None) -> torch.Tensor | None:
@@ -75,8 +56,7 @@ def group_gammas(supernet: nn.Module, group: ChannelGroup, plan: ChannelPlan | N
     down). None when the group has no affine BatchNorm of its width.
     """
     scores: torch.Tensor | None = None
-    names = ([group.bn] if group.bn else []) + [n for n in group.norms if n != group.bn]
-    for name in names:
+    for name in group.norm_layers:
         bn = supernet.get_submodule(name)
         if not isinstance(bn, _BatchNorm) or bn.weight is None:
             continue
@@ -89,7 +69,7 @@ def group_gammas(supernet: nn.Module, group: ChannelGroup, plan: ChannelPlan | N
             scores = gamma if scores is None else torch.maximum(scores, gamma)
     if scores is None:
         return None
-    kept = current_keep(plan, group)
+    kept = (plan or ChannelPlan()).kept(group)
     if len(kept) < group.size:
         removed = torch.ones(group.size, dtype=torch.bool)
         removed[kept] = False
@@ -117,7 +97,7 @@ def group_filters(supernet: nn.Module, group: ChannelGroup, plan: ChannelPlan | 
         if piece.tensor != "weight" or piece.dim != 0:
             continue
         module = supernet.get_submodule(piece.module)
-        if not _plain_producer(module):
+        if not is_plain_weight_layer(module):
             continue
         weight = module.weight.detach().to("cpu", torch.float64)
         in_keep = inputs.get((piece.module, "weight"), {}).get(1)
@@ -140,18 +120,19 @@ def plan_from_counts(groups: Sequence[ChannelGroup], counts: Sequence[int]) -> C
 
 
 class PlanMacs:
-    """MACs per sample of the subnet with the given kept counts (materialize + count_macs, exact), cached by
-    counts. The supernet's values do not matter, only its shapes, so the cache stays valid for a whole run."""
+    """MACs per sample of the subnet with the given kept counts (`channels.macs_estimator`, exact for conv/linear
+    networks), cached by counts. The supernet's values do not matter, only its shapes, so the estimator and the
+    cache stay valid for a whole run."""
 
     def __init__(self, supernet: nn.Module, groups: Sequence[ChannelGroup], example_inputs: torch.Tensor) -> None:
-        self.supernet, self.groups, self.example_inputs = supernet, list(groups), example_inputs
+        self.groups = list(groups)
+        self.estimate = macs_estimator(supernet, self.groups, example_inputs)
         self.cache: dict[tuple[int, ...], int] = {}
 
     def __call__(self, counts: Sequence[int]) -> int:
         key = tuple(int(c) for c in counts)
         if key not in self.cache:
-            subnet = materialize(self.supernet, plan_from_counts(self.groups, key), self.groups)
-            self.cache[key] = count_macs(subnet, self.example_inputs)
+            self.cache[key] = self.estimate(plan_from_counts(self.groups, key))
         return self.cache[key]
 
     def dense(self) -> int:
@@ -353,7 +334,7 @@ class PruneRegrowMethod(Method):
         for index, group in enumerate(self.groups):
             n = group.size
             floor = min(p.min_channels, n)
-            active = current_keep(plan, group)
+            active = (plan or ChannelPlan()).kept(group)
             filters = group_filters(supernet, group, plan, ctx.groups, inputs)
             assert filters is not None
             n_keep = max(floor, n - down[index])
@@ -431,7 +412,7 @@ class PruneRegrowMethod(Method):
 
     def _macs_info(self, plan: ChannelPlan) -> dict[str, Any]:
         assert self.macs is not None
-        planned = self.macs([len(current_keep(plan, g)) for g in self.groups])
+        planned = self.macs([len(plan.kept(g)) for g in self.groups])
         return {"planned_macs": planned, "planned_macs_ratio": planned / max(1, self.macs.dense())}
 
 
@@ -440,8 +421,6 @@ __all__ = [
     "PlanMacs",
     "PruneRegrowMethod",
     "PruneRegrowParams",
-    "current_keep",
-    "derived_seed",
     "group_filters",
     "group_gammas",
     "is_decision_epoch",
