@@ -159,3 +159,10 @@ def test_tensorboard_logging(tmp_path):
     pytest.importorskip("torch.utils.tensorboard")
     Trainer(quick_config(**{"train.tensorboard": "true", "train.epochs": 1}), tmp_path / "run", quiet=True).fit()
     assert list((tmp_path / "run" / "tensorboard").glob("events.*"))
+
+
+def test_method_parameters_that_do_not_fit_the_run_leave_no_run_directory(tmp_path):
+    cfg = quick_config(**{"method.name": "reprune", "method.params": "{sparsity: 0.5, t_prune: 10, interval: 2}"})
+    with pytest.raises(UserError, match="t_prune"):
+        Trainer(cfg, tmp_path / "run", quiet=True).fit()
+    assert not (tmp_path / "run").exists()

@@ -139,7 +139,7 @@ class Trainer:
             torch.backends.cudnn.benchmark = not t.deterministic
 
     def _setup(self) -> None:
-        """Data, model, method and supernet state; nothing is written before all of them are valid."""
+        """Data, model, method and supernet state; writes nothing (see `fit` for when the run directory appears)."""
         cfg, t = self.cfg, self.cfg.train
         self._configure_torch()
         self._check_run_dir_free()
@@ -163,9 +163,6 @@ class Trainer:
                                       seed=t.seed)
         self.ledger = TrainingCostLedger()
         self.baseline = self._read_baseline()
-        if not self._resuming:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            io.write_yaml(self.run_dir / "config.yaml", cfg.to_dict())
 
     def _read_baseline(self) -> dict[str, Any] | None:
         """The dense run this one is compared with (`baseline_run`), checked before training starts."""
@@ -233,9 +230,12 @@ class Trainer:
         t = self.cfg.train
         self._setup()
         start_epoch, step = self._restore() if self._resuming else (0, 0)
+        initial = self.method.on_train_start(self.ctx)  # methods check their parameters against the run here
+        if not self._resuming:  # only now is the run known to be able to start: nothing is written before
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            io.write_yaml(self.run_dir / "config.yaml", self.cfg.to_dict())
         if t.tensorboard:
             self._open_tensorboard()
-        initial = self.method.on_train_start(self.ctx)
         if initial is not None and start_epoch == 0:
             self._apply_decision(initial, -1)
         if start_epoch == 0:
