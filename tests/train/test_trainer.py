@@ -10,8 +10,6 @@ from prunekit.config import load_config
 from prunekit.errors import UserError
 from prunekit.train.trainer import Trainer
 
-TIME_KEYS = {"epoch_time_s", "data_time_s", "wall_s", "train_time_s"}
-
 
 def quick_config(**overrides):
     sets = [
@@ -24,10 +22,6 @@ def quick_config(**overrides):
 
 class Interrupt(Exception):
     pass
-
-
-def without_times(records):
-    return [{k: v for k, v in r.items() if k not in TIME_KEYS} for r in records]
 
 
 def test_dense_run_writes_a_complete_run_directory(tmp_path):
@@ -46,27 +40,8 @@ def test_dense_run_writes_a_complete_run_directory(tmp_path):
     assert summary["test_accuracy"] > 0.3  # the synthetic data is learnable; chance is 0.1
 
 
-def test_resume_after_mid_epoch_kill_matches_uninterrupted_run(tmp_path):
-    cfg = quick_config()
-    Trainer(cfg, tmp_path / "full", quiet=True).fit()
-    steps_per_epoch = 6  # 192 samples / 32
-
-    def kill(step):
-        if step == steps_per_epoch + 3:  # in the middle of the second epoch
-            raise Interrupt
-
-    with pytest.raises(Interrupt):
-        Trainer(cfg, tmp_path / "cut", quiet=True, on_step=kill).fit()
-    assert io.read_json(tmp_path / "cut" / "checkpoints" / "latest.json")["epoch"] == 1
-    Trainer.resume(tmp_path / "cut", quiet=True).fit()
-
-    full = io.load_tensors(tmp_path / "full" / "model" / "model.safetensors")
-    cut = io.load_tensors(tmp_path / "cut" / "model" / "model.safetensors")
-    assert full.keys() == cut.keys()
-    for name in full:
-        assert torch.equal(full[name], cut[name]), name
-    assert without_times(io.read_jsonl(tmp_path / "full" / "metrics.jsonl")) == without_times(
-        io.read_jsonl(tmp_path / "cut" / "metrics.jsonl"))
+def test_resume_after_mid_epoch_kill_matches_uninterrupted_run(check_exact_resume):
+    check_exact_resume(quick_config(), lambda steps_per_epoch: steps_per_epoch + 3)  # mid second epoch
 
 
 def test_existing_run_directory_is_never_overwritten(tmp_path):
