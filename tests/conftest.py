@@ -1,7 +1,13 @@
 """Test-wide settings: one torch thread keeps the suite predictable on a 2-core machine (and avoids
-oversubscription when several test processes share the cores)."""
+oversubscription when several test processes share the cores). The tiny test networks in tests/channels/zoo.py
+are importable from every test directory (`from zoo import ...`) under pytest's importlib mode."""
+
+import sys
+from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).parent / "channels"))
 
 torch.set_num_threads(1)
 

@@ -6,24 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 from torch import nn
+from zoo import TwoWriterNet
 
 from prunekit.channels import ChannelPlan, channel_groups, macs_estimator, plan_macs
 from prunekit.models import create_model
-
-
-class TwoWriterNet(nn.Module):
-    """stem and block write one residual stream (policy "all" prunes it as one group)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.stem, self.stem_bn = nn.Conv2d(3, 6, 3, padding=1, bias=False), nn.BatchNorm2d(6)
-        self.block, self.block_bn = nn.Conv2d(6, 6, 3, padding=1, bias=False), nn.BatchNorm2d(6)
-        self.fc = nn.Linear(6, 3)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = torch.relu(self.stem_bn(self.stem(x)))
-        x = torch.relu(x + self.block_bn(self.block(x)))
-        return self.fc(x.mean(dim=(2, 3)))
 
 
 def depthwise_net() -> nn.Module:

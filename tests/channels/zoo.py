@@ -181,6 +181,21 @@ class CustomLayerNet(nn.Module):
         return self.fc(self.scale(torch.relu(self.bn1(self.conv1(x)))).mean(dim=(2, 3)))
 
 
+class TwoWriterNet(nn.Module):
+    """stem and block write one residual stream (policy "all" prunes it as one group)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem, self.stem_bn = nn.Conv2d(3, 6, 3, padding=1, bias=False), nn.BatchNorm2d(6)
+        self.block, self.block_bn = nn.Conv2d(6, 6, 3, padding=1, bias=False), nn.BatchNorm2d(6)
+        self.fc = nn.Linear(6, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.stem_bn(self.stem(x)))
+        x = torch.relu(x + self.block_bn(self.block(x)))
+        return self.fc(x.mean(dim=(2, 3)))
+
+
 ZOO = {
     "resnet": TinyResNet,
     "bottleneck": BottleneckNet,

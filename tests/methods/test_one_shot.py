@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+from zoo import TwoWriterNet
 
 from prunekit import io
 from prunekit.channels import channel_groups
@@ -86,21 +87,6 @@ def test_target_macs_picks_the_smallest_uniform_rate_that_meets_it(target):
     assert counts == swept
     assert decision.info["macs_ratio"] == pytest.approx(small_cnn_macs(*counts) / dense)
     assert decision.info["target_reached"]
-
-
-class TwoWriterNet(nn.Module):
-    """stem and block write one residual stream (policy "all" prunes it as one group)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.stem, self.stem_bn = nn.Conv2d(3, 6, 3, padding=1, bias=False), nn.BatchNorm2d(6)
-        self.block, self.block_bn = nn.Conv2d(6, 6, 3, padding=1, bias=False), nn.BatchNorm2d(6)
-        self.fc = nn.Linear(6, 3)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = torch.relu(self.stem_bn(self.stem(x)))
-        x = torch.relu(x + self.block_bn(self.block(x)))
-        return self.fc(x.mean(dim=(2, 3)))
 
 
 def test_residual_stream_scores_combine_all_writers():
