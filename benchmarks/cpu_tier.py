@@ -1,10 +1,14 @@
-"""CPU-tier table: read finished run directories and print one markdown row per run.
+"""CPU-tier tables: read finished run directories and print markdown rows.
 
     prunekit train configs/cifar10-resnet20-dense.yaml --set train.threads=1 --out /work/bench/dense-resnet20
     python benchmarks/cpu_tier.py /work/bench/dense-resnet20 [/work/bench/reprune-resnet20 ...]
 
 The first run directory is the dense reference for the "vs dense" columns. Per-epoch seconds are the median over
 epochs; "data share" is the time spent fetching batches (augmentation included) over the training-loop time.
+
+The second table compares time per epoch under each run's final network (the epochs after its last decision that
+changed the plan) with the dense run's median over the same epochs, beside the MACs ratio of that network: the
+closer "time ratio" is to "MACs ratio", the better physical compaction turned fewer MACs into less time.
 """
 
 from __future__ import annotations
@@ -16,13 +20,16 @@ from pathlib import Path
 from prunekit import io
 
 
+def records(run: Path, kind: str) -> list[dict]:
+    return [r for r in io.read_jsonl(run / "metrics.jsonl") if r.get("kind") == kind]
+
+
 def row(run: Path, dense: dict) -> str:
     summary = io.read_json(run / "summary.json")
-    epochs = [r for r in io.read_jsonl(run / "metrics.jsonl") if r.get("kind") == "epoch"]
-    decisions = [r for r in io.read_jsonl(run / "metrics.jsonl") if r.get("kind") == "decision"]
+    epochs = records(run, "epoch")
+    select_s = [r["select_seconds"] for r in records(run, "decision") if "select_seconds" in r]
     per_epoch = statistics.median(r["epoch_time_s"] for r in epochs)
     data_share = sum(r["data_time_s"] for r in epochs) / sum(r["epoch_time_s"] for r in epochs)
-    select_s = [r["select_seconds"] for r in decisions if "select_seconds" in r]
     return (
         f"| {run.name} | {summary['method']} | {100 * summary['test_accuracy']:.2f}% "
         f"| {summary['macs'] / 1e6:.2f}M ({1 - summary['macs'] / dense['macs']:.0%}) "
@@ -30,18 +37,42 @@ def row(run: Path, dense: dict) -> str:
         f"| {summary['train_flops'] / dense['train_flops']:.2f} "
         f"| {summary['train_time_s'] / dense['train_time_s']:.2f} "
         f"| {per_epoch:.1f} | {data_share:.1%} "
-        f"| {statistics.median(select_s) if select_s else float('nan'):.2f} |"
+        f"| {f'{statistics.median(select_s):.2f}' if select_s else '-'} |"
     )
+
+
+def final_network_row(run: Path, dense_run: Path) -> str:
+    """Median s/epoch after the last change of network, against dense over the same epochs."""
+    epochs = records(run, "epoch")
+    changes = [r["epoch"] for r in records(run, "decision") if r.get("macs_after") != r.get("macs_before")]
+    first = (max(changes) + 1) if changes else 0
+    final = [r for r in epochs if r["epoch"] >= first]
+    if not final:
+        return f"| {run.name} | (no epoch after the last decision) | | | | |"
+    dense_times = {r["epoch"]: r["epoch_time_s"] for r in records(dense_run, "epoch")}
+    dense_median = statistics.median(dense_times[r["epoch"]] for r in final)
+    median = statistics.median(r["epoch_time_s"] for r in final)
+    macs_ratio = final[-1]["macs"] / records(dense_run, "epoch")[-1]["macs"]
+    return (f"| {run.name} | {first + 1}-{final[-1]['epoch'] + 1} | {macs_ratio:.2f} | {median:.1f} "
+            f"| {dense_median:.1f} | {median / dense_median:.2f} |")
 
 
 def main(paths: list[str]) -> None:
     runs = [Path(p) for p in paths]
+    if not runs:
+        sys.exit("usage: python benchmarks/cpu_tier.py DENSE_RUN [RUN ...]")
     dense = io.read_json(runs[0] / "summary.json")
     print("| run | method | test acc | MACs (reduction) | params (reduction) | train FLOPs vs dense "
           "| train time vs dense | s/epoch (median) | data share | select s/decision |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for run in runs:
         print(row(run, dense))
+    print()
+    print("| run | epochs on the final network | MACs ratio | s/epoch (median) | dense s/epoch, same epochs "
+          "| time ratio |")
+    print("|---|---|---:|---:|---:|---:|")
+    for run in runs[1:]:
+        print(final_network_row(run, runs[0]))
 
 
 if __name__ == "__main__":
