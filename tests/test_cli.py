@@ -156,3 +156,17 @@ def test_load_without_a_model_is_a_user_error(tmp_path):
 
     with pytest.raises(prunekit.UserError, match="no saved model"):
         prunekit.load(tmp_path)
+
+
+def test_measure_warns_when_latency_is_unsteady(capsys, monkeypatch):
+    import prunekit.measure
+    from prunekit.measure import LatencyResult
+
+    def unsteady(*args, **kwargs):
+        return LatencyResult(median_ms=278.0, p10_ms=2.9, p90_ms=300.0, batch_size=1, threads=1,
+                             channels_last=False, repeats=30)
+
+    monkeypatch.setattr(prunekit.measure, "measure_latency", unsteady)
+    code, out, err = run_cli(capsys, "measure", "--model", "small_cnn", "--json")
+    assert code == 0 and json.loads(out)["latency_ms"] == 278.0
+    assert err.startswith("warning: latency varied 103.4x") and len(err.strip().splitlines()) == 1

@@ -79,6 +79,10 @@ def cmd_measure(args: argparse.Namespace) -> int:
         lat = measure_latency(model, x, threads=args.threads, channels_last=args.channels_last)
         result.update({"latency_ms": lat.median_ms, "latency_p10_ms": lat.p10_ms, "latency_p90_ms": lat.p90_ms,
                        "batch_size": lat.batch_size, "threads": lat.threads, "channels_last": lat.channels_last})
+        if lat.noisy:
+            print(f"warning: latency varied {lat.spread:.1f}x between calls (p10 {lat.p10_ms:.2f} ms, p90 "
+                  f"{lat.p90_ms:.2f} ms); other processes are probably using the CPU, so the median is not "
+                  "reliable", file=sys.stderr)
     if args.json:
         print(json.dumps(result, sort_keys=True))
     else:

@@ -43,3 +43,12 @@ def test_measure_train_step_works_on_a_copy():
     after = model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert all(p.grad is None for p in model.parameters())
+
+
+def test_spread_flags_unsteady_timings():
+    def result(p10: float, p90: float) -> LatencyResult:
+        return LatencyResult(median_ms=p10, p10_ms=p10, p90_ms=p90, batch_size=1, threads=1, channels_last=False,
+                             repeats=10)
+
+    assert result(2.0, 2.4).spread == 1.2 and not result(2.0, 2.4).noisy
+    assert result(2.9, 278.0).noisy  # seen on this machine with another process holding the cores

@@ -29,6 +29,18 @@ class LatencyResult:
     repeats: int
     device: str = "cpu"
 
+    # p90 / p10 above this means the calls did not take a steady time: something else was using the machine.
+    NOISY_SPREAD = 1.5
+
+    @property
+    def spread(self) -> float:
+        """p90 / p10: close to 1 on a quiet machine."""
+        return self.p90_ms / self.p10_ms if self.p10_ms > 0 else float("inf")
+
+    @property
+    def noisy(self) -> bool:
+        return self.spread > self.NOISY_SPREAD
+
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
