@@ -233,3 +233,28 @@ def test_t_prune_beyond_the_run_is_a_user_error_and_state_is_json():
     restored = chex(sparsity=0.5, t_prune=5)
     restored.load_state_dict(json.loads(json.dumps(method.state_dict())))
     assert restored.state_dict() == {"decided": [2]}
+
+
+@pytest.mark.parametrize("method_name", ["reprune", "chex"])
+def test_a_group_allocated_full_sparsity_keeps_its_largest_l1_filters(method_name):
+    """s^l = 1 (Alg. 2 line 11): no clustering or leverage scores; the min_channels largest-L1 filters stay."""
+    import prunekit.methods.reprune  # noqa: F401  (registers "reprune")
+    from prunekit.config import MethodConfig
+    from prunekit.methods import build_method
+
+    ctx = small_ctx()
+    values = {"features.bn1": torch.linspace(0.01, 0.02, 16), "features.bn2": torch.linspace(0.5, 0.8, 32),
+              "features.bn3": torch.linspace(0.3, 0.9, 64)}
+    with torch.no_grad():
+        for name, gamma in values.items():
+            ctx.supernet.get_submodule(name).weight.copy_(gamma)
+    # target 0.2 of 112 channels prunes the 23 smallest scales: all 16 of bn1 and 7 of bn3
+    method = build_method(MethodConfig(name=method_name, params={"sparsity": 0.2, "t_prune": 4, "interval": 2,
+                                                                  "min_channels": 3}))
+    decision = method.decide(4, ctx)  # t = T_prune: delta 0, no regrowth
+    l1 = ctx.supernet.get_submodule("features.conv1").weight.detach().abs().sum(dim=(1, 2, 3))
+    expected = sorted(torch.argsort(l1, descending=True)[:3].tolist())
+    assert decision.info["layer_sparsity"]["features.conv1"] == 1.0
+    assert decision.info["fully_pruned"] == ["features.conv1"]
+    assert decision.plan.keep["features.conv1"] == expected
+    assert len(decision.plan.keep["features.conv3"]) == 64 - 7

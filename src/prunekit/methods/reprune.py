@@ -29,8 +29,9 @@ class REPrune(PruneRegrowMethod):
         """REPrune Alg. 1 on the group's filters (inputs already restricted to the active input channels),
         among the active filters, keeping n_keep = ceil((1 - s^l) n) of them (s^l = 1 - n_keep / n).
 
-        min_channels is already folded into n_keep, so Alg. 1's floor is 1 (its s^l = 1 path is not reached:
-        n_keep >= 1). Coverage: covered clusters over all clusters of the active input channels (Fig. 3).
+        min_channels is already folded into n_keep, so Alg. 1's floor is 1; groups allocated s^l = 1 never get
+        here (`PruneRegrowMethod.decide` keeps their largest-L1 filters).
+        Coverage: covered clusters over all clusters of the active input channels (Fig. 3).
         """
         n = filters.shape[0]
         result = reprune_select_detailed(filters, (n - n_keep) / n, seed=seed, active=active, min_channels=1)

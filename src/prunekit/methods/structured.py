@@ -331,6 +331,7 @@ class PruneRegrowMethod(Method):
         rounding_scores: dict[str, torch.Tensor] = {}
         layer_sparsity, selected, regrown, coverage = {}, {}, {}, {}
         covered_total, clusters_total, select_seconds = 0.0, 0, 0.0
+        fully_pruned: list[str] = []  # groups whose allocation was s^l = 1
         for index, group in enumerate(self.groups):
             n = group.size
             floor = min(p.min_channels, n)
@@ -340,8 +341,14 @@ class PruneRegrowMethod(Method):
             n_keep = max(floor, n - down[index])
             n_total = max(floor, n - up[index])
             start = time.perf_counter()
-            choice = self.select(filters, min(n_keep, len(active)), active,
-                                 derived_seed(ctx.seed, t, index, 0xC1))
+            if down[index] >= n:
+                # s^l = 1: REPrune Alg. 2 (line 11) skips the layer, and no selection rule can rank filters for
+                # zero survivors; keep the `min_channels` largest-L1 active filters instead.
+                choice = GroupSelection(l1_filter_select(filters, min(floor, len(active)), active))
+                fully_pruned.append(group.name)
+            else:
+                choice = self.select(filters, min(n_keep, len(active)), active,
+                                     derived_seed(ctx.seed, t, index, 0xC1))
             select_seconds += time.perf_counter() - start
             kept_set = set(choice.kept)
             candidates = [c for c in range(n) if c not in kept_set]
@@ -367,7 +374,7 @@ class PruneRegrowMethod(Method):
         info.update({
             "target_sparsity": target, "delta": delta, "regrow_sparsity": looser, "final": t >= p.t_prune,
             "layer_sparsity": layer_sparsity, "selected": selected, "regrown": regrown,
-            "regrown_total": sum(regrown.values()), "select_seconds": select_seconds,
+            "regrown_total": sum(regrown.values()), "select_seconds": select_seconds, "fully_pruned": fully_pruned,
         })
         if coverage:
             info["coverage_rate"] = covered_total / max(1, clusters_total)
