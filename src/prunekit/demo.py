@@ -15,7 +15,9 @@ from prunekit.config import load_config
 from prunekit.errors import UserError
 from prunekit.train.trainer import Trainer
 
-PRESETS = ["quickstart", "quickstart-reprune", "quickstart-chex"]  # more join as their methods land
+# Dense, the flagship (REPrune), its regrowth parent (CHEX) and the two classic training-time methods; the other
+# quickstarts (hrank, l1, tp) run the same way with `prunekit train configs/quickstart-<name>.yaml`.
+PRESETS = ["quickstart", "quickstart-reprune", "quickstart-chex", "quickstart-prunetrain", "quickstart-slimming"]
 
 
 def run_preset(preset: str, root: Path) -> dict[str, Any]:

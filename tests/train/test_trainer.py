@@ -141,3 +141,28 @@ def test_method_parameters_that_do_not_fit_the_run_leave_no_run_directory(tmp_pa
     with pytest.raises(UserError, match="t_prune"):
         Trainer(cfg, tmp_path / "run", quiet=True).fit()
     assert not (tmp_path / "run").exists()
+
+
+def test_baseline_run_adds_training_flops_and_time_saved(tmp_path):
+    dense = Trainer(quick_config(), tmp_path / "dense", quiet=True).fit()
+    pruned_cfg = quick_config(**{"method.name": "l1_filter",
+                                 "method.params": "{prune_epoch: 1, rate: 0.5}",
+                                 "baseline_run": str(tmp_path / "dense")})
+    pruned = Trainer(pruned_cfg, tmp_path / "pruned", quiet=True).fit()
+    assert pruned["train_flops"] < dense["train_flops"]
+    assert pruned["train_flops_saved"] == pytest.approx(1 - pruned["train_flops"] / dense["train_flops"])
+    assert pruned["train_time_saved"] == pytest.approx(1 - pruned["train_time_s"] / dense["train_time_s"])
+    assert "train_flops_saved" not in dense
+
+
+@pytest.mark.parametrize("summary", [None, {"train_flops": 0}, "not json"])
+def test_baseline_run_without_a_usable_summary_is_a_user_error(tmp_path, summary):
+    base = tmp_path / "base"
+    base.mkdir()
+    if summary == "not json":
+        (base / "summary.json").write_text("{")
+    elif summary is not None:
+        (base / "summary.json").write_text(json.dumps(summary))
+    with pytest.raises(UserError, match="summary.json"):
+        Trainer(quick_config(baseline_run=str(base)), tmp_path / "run", quiet=True).fit()
+    assert not (tmp_path / "run").exists()
