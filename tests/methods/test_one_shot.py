@@ -114,8 +114,9 @@ def test_exactly_one_of_rate_and_target_macs_ratio():
         OneShotParams(prune_epoch=1, rate=0.5, target_macs_ratio=0.5)
 
 
-def test_short_digits_run_shrinks_and_training_flops_fall(tmp_path, digits_config):
-    cfg = digits_config(3, "l1_filter", "{prune_epoch: 1, rate: 0.5}")
+@pytest.mark.parametrize("method", ["l1_filter", "bn_scale"])
+def test_short_digits_run_shrinks_and_training_flops_fall(tmp_path, digits_config, method):
+    cfg = digits_config(3, method, "{prune_epoch: 1, rate: 0.5}")
     summary = Trainer(cfg, tmp_path / "run", quiet=True).fit()
     assert summary["macs"] < summary["dense_macs"]
     records = io.read_jsonl(tmp_path / "run" / "metrics.jsonl")

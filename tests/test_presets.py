@@ -1,0 +1,42 @@
+"""Every preset in configs/ loads, names a registered method whose parameters validate, and the CPU-tier and
+quickstart presets differ from their dense preset only in `name` and `method` (so their rows compare)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from prunekit.config import load_config
+from prunekit.methods import build_method
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+PRESETS = sorted(CONFIGS.glob("*.yaml")) + sorted((CONFIGS / "paper").glob("*.yaml"))
+
+
+def test_presets_exist():
+    assert len(PRESETS) >= 20
+
+
+@pytest.mark.parametrize("path", PRESETS, ids=lambda p: str(p.relative_to(CONFIGS)))
+def test_preset_loads_and_its_method_parameters_validate(path):
+    cfg = load_config(path)
+    method = build_method(cfg.method)
+    assert method.name == cfg.method.name
+
+
+def _comparable(path: Path) -> dict:
+    settings = load_config(path).to_dict()
+    settings.pop("name")
+    settings.pop("method")
+    return settings
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*-cifar10-resnet20.yaml")), ids=lambda p: p.stem)
+def test_cpu_tier_presets_match_the_dense_preset(path):
+    assert _comparable(path) == _comparable(CONFIGS / "cifar10-resnet20-dense.yaml")
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("quickstart-*.yaml")), ids=lambda p: p.stem)
+def test_quickstart_presets_match_the_dense_quickstart(path):
+    assert _comparable(path) == _comparable(CONFIGS / "quickstart.yaml")
