@@ -54,3 +54,45 @@ def test_dense_state_trains_the_supernet_itself():
         m.parameters(), lr=0.1))
     assert state.model is model and not state.pruned and state.groups is None
     assert state.apply(None) == {}
+
+
+def test_regrown_channels_get_back_their_weights_and_momentum():
+    """Prune half of conv2's channels, train the subnet, regrow them: the regrown rows return with the weights and
+    SGD momentum they had when pruned; the kept rows carry what the subnet learned."""
+    from prunekit.channels import ChannelPlan
+
+    torch.manual_seed(0)
+    model = create_model("small_cnn", num_classes=4, in_channels=1)
+    state = SupernetState(model, torch.zeros(2, 1, 8, 8), "internal",
+                          make_optimizer=lambda m: torch.optim.SGD(m.parameters(), lr=0.05, momentum=0.9))
+    x, y = torch.randn(16, 1, 8, 8), torch.randint(0, 4, (16,))
+
+    def train_step():
+        state.optimizer.zero_grad()
+        F.cross_entropy(state.model(x), y).backward()
+        state.optimizer.step()
+
+    def snapshot(name):
+        param = state.model.get_parameter(name)
+        return param.detach().clone(), state.optimizer.state[param]["momentum_buffer"].clone()
+
+    train_step()
+    names = ["features.conv2.weight", "features.bn2.weight", "features.conv3.weight"]
+    dense = {name: snapshot(name) for name in names}
+    half, rest = list(range(16)), list(range(16, 32))
+    full = {g.name: list(range(g.size)) for g in state.groups}
+    state.sync()
+    state.apply_plan(ChannelPlan({**full, "features.conv2": half}))
+    train_step()
+    pruned = {name: snapshot(name) for name in names}
+    state.sync()
+    state.apply_plan(ChannelPlan(full))
+    regrown = {name: snapshot(name) for name in names}
+    rest_index, half_index = torch.tensor(rest), torch.tensor(half)
+    for name in names:
+        axis = 1 if name == "features.conv3.weight" else 0  # conv3 reads the group on its input axis
+        for now, before, subnet in zip(regrown[name], dense[name], pruned[name], strict=True):
+            assert torch.equal(now.index_select(axis, rest_index), before.index_select(axis, rest_index))
+            assert torch.equal(now.index_select(axis, half_index), subnet)
+    # and the subnet step really changed the kept rows' momentum
+    assert not torch.equal(pruned["features.conv2.weight"][1], dense["features.conv2.weight"][1][:16])
