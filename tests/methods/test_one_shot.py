@@ -122,4 +122,5 @@ def test_short_digits_run_shrinks_and_training_flops_fall(tmp_path, digits_confi
     records = io.read_jsonl(tmp_path / "run" / "metrics.jsonl")
     epochs = [r for r in records if r["kind"] == "epoch"]
     assert [r["epoch"] for r in records if r["kind"] == "decision"] == [0]
+    assert next(r for r in records if r["kind"] == "decision")["select_seconds"] >= 0.0
     assert epochs[1]["train_flops"] < epochs[0]["train_flops"]

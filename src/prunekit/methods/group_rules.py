@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import math
+import time
 from collections.abc import Mapping, Sequence
 from fractions import Fraction
 from typing import Any
@@ -228,10 +229,12 @@ class PruneOnceMethod(Method):
     def _decide(self, ctx: TrainContext) -> Decision:
         if ctx.groups is None or ctx.supernet is None:
             raise RuntimeError(f"{self.name} needs ctx.groups and ctx.supernet (channel groups of the model)")
+        start = time.perf_counter()
         plan, info = self.make_plan(ctx)
+        seconds = time.perf_counter() - start  # the whole criterion: scores (HRank: feature-map ranks) and cut
         self.pruned = True
         info = {"removed": removed_counts(ctx.plan, plan, ctx.groups),
-                "kept_fraction": kept_fraction(plan, ctx.groups), **info}
+                "kept_fraction": kept_fraction(plan, ctx.groups), "select_seconds": seconds, **info}
         return Decision(plan=plan, info=info)
 
     def state_dict(self) -> dict[str, Any]:

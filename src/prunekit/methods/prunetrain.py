@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 import weakref
 from typing import Any
 
@@ -151,13 +152,15 @@ class PruneTrain(Method):
     def on_epoch_end(self, epoch: int, ctx: TrainContext) -> Decision | None:
         if (epoch + 1) % self.params.interval != 0:
             return None
+        start = time.perf_counter()
         plan = self.plan_from_sparsity(ctx)
+        seconds = time.perf_counter() - start
         removed = removed_counts(ctx.plan, plan, ctx.groups or [])
         if not removed:
-            ctx.log({"kind": "prunetrain_reconfigure", "epoch": epoch, "removed": {}})
+            ctx.log({"kind": "prunetrain_reconfigure", "epoch": epoch, "removed": {}, "select_seconds": seconds})
             return None
         return Decision(plan=plan, info={"removed": removed, "kept_fraction": kept_fraction(plan, ctx.groups or []),
-                                         "penalty_weight": self.penalty_weight})
+                                         "penalty_weight": self.penalty_weight, "select_seconds": seconds})
 
     # ----------------------------------------------------------------- resume
     def state_dict(self) -> dict[str, Any]:
