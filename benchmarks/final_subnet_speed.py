@@ -26,14 +26,27 @@ from torch import nn
 
 from prunekit import io
 from prunekit.channels import ChannelPlan, channel_groups, materialize
+from prunekit.config import read_yaml
 from prunekit.measure import count_macs, count_params, measure_train_step
 from prunekit.models import create_model
 
 
+def record_from_metrics(run: Path) -> dict:
+    """A pruned.json-like record of a CIFAR-10 run that has not finished: its last decision's kept counts (the
+    lowest indices of each group; which channels does not change the timing) and its config's model."""
+    config = read_yaml(run / "config.yaml")
+    decisions = [r for r in io.read_jsonl(run / "metrics.jsonl") if r.get("kind") == "decision" and r.get("kept")]
+    keep = {name: list(range(count)) for name, count in (decisions[-1]["kept"] if decisions else {}).items()}
+    return {"model": {"name": config["model"]["name"], "num_classes": 10, "in_channels": 3,
+                      "input_shape": [3, 32, 32], "kwargs": {}},
+            "plan": {"keep": keep}, "policy": "all"}  # groups the plan does not name stay full
+
+
 def final_network(run: Path) -> tuple[nn.Module, nn.Module, list[int]]:
-    """(dense supernet, final subnet, input shape) of a run, from run/model/pruned.json or run/pruned.json."""
+    """(dense supernet, final subnet, input shape) of a run, from run/model/pruned.json or run/pruned.json, or
+    for an unfinished run from its last decision (`record_from_metrics`)."""
     path = run / "model" / "pruned.json" if (run / "model" / "pruned.json").exists() else run / "pruned.json"
-    record = io.read_json(path)
+    record = io.read_json(path) if path.exists() else record_from_metrics(run)
     spec = record["model"]
     shape = [int(v) for v in spec["input_shape"]]
     supernet = create_model(spec["name"], num_classes=int(spec["num_classes"]), in_channels=int(spec["in_channels"]),
