@@ -70,7 +70,9 @@ def main() -> None:
     dense, _, shape = final_network(args.runs[0])
     networks = {"dense": dense}
     for run in args.runs:
-        networks[run.name] = final_network(run)[1]
+        supernet, subnet, _ = final_network(run)
+        if subnet is not supernet:  # a dense run adds nothing to the "dense" row
+            networks[run.name] = subnet
     example = torch.randn(args.batch_size, *shape)
     labels = torch.randint(0, 10, (args.batch_size,))
     macs = {name: count_macs(net, example[:1]) for name, net in networks.items()}
