@@ -10,7 +10,8 @@ MACs): 1.00 means time fell exactly as fast as MACs.
 
     python benchmarks/final_subnet_speed.py /work/bench/{l1,tp,reprune}-resnet20 [--rounds 15] [--threads 1]
 
-The dense reference is the unpruned supernet of the first run's model.
+The dense reference is the unpruned supernet of the first run's model; a last row times the dense network with
+PruneTrain's group-lasso penalty added to every step (the regularizer's own cost).
 """
 
 from __future__ import annotations
@@ -27,8 +28,11 @@ from torch import nn
 from prunekit import io
 from prunekit.channels import ChannelPlan, channel_groups, materialize
 from prunekit.config import read_yaml
+from prunekit.criteria import group_lasso_penalty
 from prunekit.measure import count_macs, count_params, measure_train_step
 from prunekit.models import create_model
+
+GROUP_LASSO_ROW = "dense + group lasso"
 
 
 def record_from_metrics(run: Path) -> dict:
@@ -76,12 +80,16 @@ def main() -> None:
     example = torch.randn(args.batch_size, *shape)
     labels = torch.randint(0, 10, (args.batch_size,))
     macs = {name: count_macs(net, example[:1]) for name, net in networks.items()}
+    # PruneTrain trains with its group lasso in every step: the same dense network with that penalty added shows
+    # what the regularizer itself costs (its weight does not change the time).
+    extra = {GROUP_LASSO_ROW: lambda model: 1e-4 * group_lasso_penalty(model)}
+    networks[GROUP_LASSO_ROW], macs[GROUP_LASSO_ROW] = dense, macs["dense"]
     times: dict[str, list[float]] = {name: [] for name in networks}
     start = time.time()
     for round_index in range(args.rounds):
         for name, net in networks.items():
             result = measure_train_step(net, example, labels, warmup=2, repeats=5, threads=args.threads,
-                                        channels_last=True)
+                                        channels_last=True, extra_loss=extra.get(name))
             times[name].append(result.median_ms)
         print(f"round {round_index + 1}/{args.rounds} done ({time.time() - start:.0f} s)", flush=True)
 

@@ -52,3 +52,17 @@ def test_spread_flags_unsteady_timings():
 
     assert result(2.0, 2.4).spread == 1.2 and not result(2.0, 2.4).noisy
     assert result(2.9, 278.0).noisy  # seen on this machine with another process holding the cores
+
+
+def test_measure_train_step_adds_the_extra_loss_to_every_step():
+    model = create_model("small_cnn", in_channels=1)
+    calls = []
+
+    def penalty(trained):
+        assert trained is not model  # the copy that trains
+        calls.append(1)
+        return sum(p.square().sum() for p in trained.parameters())
+
+    measure_train_step(model, torch.randn(4, 1, 8, 8), torch.randint(0, 10, (4,)), warmup=1, repeats=3,
+                       extra_loss=penalty)
+    assert len(calls) == 4

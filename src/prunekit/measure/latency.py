@@ -127,10 +127,13 @@ def measure_train_step(
     threads: int | None = None,
     channels_last: bool = False,
     lr: float = 0.01,
+    extra_loss: Callable[[nn.Module], torch.Tensor] | None = None,
 ) -> LatencyResult:
     """Time of one training step (forward, cross-entropy, backward, plain SGD step) in train mode.
 
     Runs on a deep copy, so the model's weights, BN statistics and gradients are left as they were.
+    `extra_loss(model)`, if given, is added to the loss in every step (e.g. a method's regularizer), so its cost
+    is timed too.
     """
     device = example_inputs.device
     trained = copy.deepcopy(model).train()
@@ -143,6 +146,8 @@ def measure_train_step(
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
         loss = loss_function(trained(example_inputs), labels)
+        if extra_loss is not None:
+            loss = loss + extra_loss(trained)
         loss.backward()
         optimizer.step()
 
