@@ -26,40 +26,19 @@ import torch
 from torch import nn
 
 from prunekit import io
-from prunekit.channels import ChannelPlan, channel_groups, materialize
-from prunekit.config import read_yaml
+from prunekit.channels import pruned_architecture
 from prunekit.criteria import group_lasso_penalty
 from prunekit.measure import count_macs, count_params, measure_train_step
-from prunekit.models import create_model
 
 GROUP_LASSO_ROW = "dense + group lasso"
 
 
-def record_from_metrics(run: Path) -> dict:
-    """A pruned.json-like record of a CIFAR-10 run that has not finished: its last decision's kept counts (the
-    lowest indices of each group; which channels does not change the timing) and its config's model."""
-    config = read_yaml(run / "config.yaml")
-    decisions = [r for r in io.read_jsonl(run / "metrics.jsonl") if r.get("kind") == "decision" and r.get("kept")]
-    keep = {name: list(range(count)) for name, count in (decisions[-1]["kept"] if decisions else {}).items()}
-    return {"model": {"name": config["model"]["name"], "num_classes": 10, "in_channels": 3,
-                      "input_shape": [3, 32, 32], "kwargs": {}},
-            "plan": {"keep": keep}, "policy": "all"}  # groups the plan does not name stay full
-
-
 def final_network(run: Path) -> tuple[nn.Module, nn.Module, list[int]]:
-    """(dense supernet, final subnet, input shape) of a run, from run/model/pruned.json or run/pruned.json, or
-    for an unfinished run from its last decision (`record_from_metrics`)."""
-    path = run / "model" / "pruned.json" if (run / "model" / "pruned.json").exists() else run / "pruned.json"
-    record = io.read_json(path) if path.exists() else record_from_metrics(run)
-    spec = record["model"]
-    shape = [int(v) for v in spec["input_shape"]]
-    supernet = create_model(spec["name"], num_classes=int(spec["num_classes"]), in_channels=int(spec["in_channels"]),
-                            **dict(spec.get("kwargs") or {}))
-    plan = ChannelPlan.from_json(record["plan"])
-    if not plan.keep:
-        return supernet, supernet, shape
-    groups = channel_groups(supernet, torch.zeros(2, *shape), record.get("policy", "all"))
-    return supernet, materialize(supernet, plan, groups), shape
+    """(dense supernet, final subnet, input shape) of a run: from run/model/pruned.json (a run directory) or
+    run/pruned.json (as kept in benchmarks/results/)."""
+    directory = run / "model" if (run / "model" / "pruned.json").exists() else run
+    supernet, subnet = pruned_architecture(directory)
+    return supernet, subnet, [int(v) for v in io.read_json(directory / "pruned.json")["model"]["input_shape"]]
 
 
 def main() -> None:

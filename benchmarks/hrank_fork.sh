@@ -2,6 +2,7 @@
 # HRank's first 9 epochs are the dense trajectory (no method activity before its decision after epoch 10), the
 # same as the BN-scale one-shot run's (same seed, same data order): copy that run's epoch-9 checkpoint, put
 # HRank's resolved config in, and resume it once the PruneTrain run has finished (two runs at a time).
+# The record of what was run on 2026-11-21 (paths are that machine's; see benchmarks/RESULTS.md section 2).
 set -e
 cd /work/main && source .venv/bin/activate
 B=/work/bench/bn-resnet20; H=/work/bench/hrank-resnet20
@@ -24,5 +25,5 @@ PY
 echo "$(date -Is) forked hrank from bn epoch 9" >> /work/bench/lanes.log
 while pgrep -f "out /work/bench/prunetrain-resnet20" > /dev/null; do sleep 5; done
 echo "$(date -Is) start hrank (resume)" >> /work/bench/lanes.log
-prunekit train --resume $H > /work/bench/hrank-resnet20.log 2>&1
-echo "$(date -Is) end hrank rc=$?" >> /work/bench/lanes.log
+rc=0; prunekit train --resume $H > /work/bench/hrank-resnet20.log 2>&1 || rc=$?
+echo "$(date -Is) end hrank rc=$rc" >> /work/bench/lanes.log

@@ -14,6 +14,7 @@ from prunekit.channels import (
     export_onnx,
     load_pruned_model,
     materialize,
+    pruned_architecture,
     save_pruned_model,
 )
 from prunekit.errors import UserError
@@ -46,6 +47,19 @@ def test_save_load_round_trip_is_bitwise(tmp_path: Path) -> None:
     with torch.no_grad():
         assert torch.equal(loaded(x), subnet(x))
     assert loaded.layer1[0].conv1.out_channels == subnet.layer1[0].conv1.out_channels == 8
+
+
+def test_architecture_from_the_plan_alone(tmp_path: Path) -> None:
+    subnet, plan = pruned_resnet20()
+    save_pruned_model(tmp_path / "run", subnet, plan, SPEC)
+    (tmp_path / "run" / "model.safetensors").unlink()  # the plan is enough for the architecture
+    supernet, rebuilt = pruned_architecture(tmp_path / "run")
+    shapes = {name: tuple(t.shape) for name, t in subnet.state_dict().items()}
+    assert {name: tuple(t.shape) for name, t in rebuilt.state_dict().items()} == shapes
+    assert supernet.layer1[0].conv1.out_channels == 16
+    save_pruned_model(tmp_path / "dense", supernet, ChannelPlan(), SPEC)
+    dense_supernet, dense_subnet = pruned_architecture(tmp_path / "dense")
+    assert dense_subnet is dense_supernet
 
 
 def test_load_errors(tmp_path: Path) -> None:

@@ -25,7 +25,7 @@ from prunekit.channels.optimizer_state import (
     optimizer_state_by_name,
     slice_optimizer_state,
 )
-from prunekit.channels.persist import export_onnx, load_pruned_model, save_pruned_model
+from prunekit.channels.persist import export_onnx, load_pruned_model, pruned_architecture, save_pruned_model
 from prunekit.channels.plan import ChannelPlan
 from prunekit.channels.surgery import absorb, kept_indices, materialize
 
@@ -48,6 +48,7 @@ __all__ = [
     "materialize",
     "optimizer_state_by_name",
     "plan_macs",
+    "pruned_architecture",
     "save_pruned_model",
     "slice_optimizer_state",
     "unsupported_layers",

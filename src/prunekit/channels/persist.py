@@ -50,12 +50,13 @@ def save_pruned_model(directory: str | os.PathLike[str], model: nn.Module, plan:
                {"format_version": FORMAT_VERSION, "model": spec, "policy": policy, "plan": plan.to_json()})
 
 
-def load_pruned_model(directory: str | os.PathLike[str]) -> nn.Module:
-    """Rebuild a model saved by `save_pruned_model`, in eval mode, with the saved dtype (bitwise the same)."""
+def pruned_architecture(directory: str | os.PathLike[str]) -> tuple[nn.Module, nn.Module]:
+    """(supernet, subnet) rebuilt from directory/pruned.json alone, with fresh weights: the architecture of a
+    saved pruned model (the same object twice for an empty plan)."""
     from prunekit.models import create_model  # late import: the model registry imports much more
 
-    directory = Path(directory)
-    record = read_json(directory / "pruned.json")
+    path = Path(directory) / "pruned.json"
+    record = read_json(path)
     try:
         spec, policy = record["model"], record.get("policy", "all")
         plan = ChannelPlan.from_json(record["plan"])
@@ -63,13 +64,18 @@ def load_pruned_model(directory: str | os.PathLike[str]) -> nn.Module:
         supernet = create_model(spec["name"], num_classes=int(spec["num_classes"]),
                                 in_channels=int(spec["in_channels"]), **dict(spec.get("kwargs") or {}))
     except (KeyError, TypeError, ValueError) as error:
-        raise UserError(f"{directory / 'pruned.json'}: malformed pruned-model record ({error!r})") from error
+        raise UserError(f"{path}: malformed pruned-model record ({error!r})") from error
+    if not plan.keep:  # dense: nothing to slice, so no tracing (which refuses layers it cannot slice)
+        return supernet, supernet
+    groups = channel_groups(supernet, torch.zeros(2, *input_shape), policy)
+    return supernet, materialize(supernet, plan, groups)
+
+
+def load_pruned_model(directory: str | os.PathLike[str]) -> nn.Module:
+    """Rebuild a model saved by `save_pruned_model`, in eval mode, with the saved dtype (bitwise the same)."""
+    directory = Path(directory)
+    _, subnet = pruned_architecture(directory)
     tensors = load_tensors(directory / "model.safetensors")
-    if plan.keep:
-        groups = channel_groups(supernet, torch.zeros(2, *input_shape), policy)
-        subnet = materialize(supernet, plan, groups)
-    else:  # dense: nothing to slice, so no tracing (which refuses layers it cannot slice)
-        subnet = supernet
     floating = {t.dtype for t in tensors.values() if t.is_floating_point()}
     if len(floating) == 1:
         subnet = subnet.to(floating.pop())
