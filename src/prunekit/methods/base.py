@@ -60,6 +60,8 @@ class Method:
     name = "dense"
     # "internal" or "all" for methods that return channel plans (see DESIGN.md, channel groups); None otherwise.
     channel_policy: str | None = None
+    # True when on_step_end may return a channel plan (the trainer then syncs subnet -> supernet before it).
+    wants_step_sync: bool = False
 
     def on_train_start(self, ctx: TrainContext) -> Decision | None:
         """Called before the first step, and again after a resume with the restored state loaded.
@@ -77,6 +79,18 @@ class Method:
 
     def after_step(self, model: nn.Module) -> None:
         """The optimizer has stepped (re-apply weight masks here)."""
+
+    def on_step_end(self, step: int, ctx: TrainContext) -> Decision | None:
+        """Called after optimizer step number `step` (counted from 1 over the whole run; `after_step` has run).
+
+        Return a Decision to change masks or the plan mid-epoch (RigL every dT steps, JST every few steps); it is
+        applied exactly like an `on_epoch_end` decision. The trainer syncs the subnet into the supernet before
+        calling this only for methods with `wants_step_sync = True` (a plan change needs current supernet values)."""
+        return None
+
+    def on_model_changed(self, model: nn.Module) -> None:
+        """The trained module was replaced (a new subnet after a decision, or a restored one on resume): drop
+        anything cached from the old module (its layers, parameters, hooks)."""
 
     def on_epoch_end(self, epoch: int, ctx: TrainContext) -> Decision | None:
         """`epoch` counts from 0; return a Decision to change the network.
