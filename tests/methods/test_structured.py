@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import prunekit.methods.chex  # noqa: F401  (registers "chex")
-from prunekit.channels import ChannelPlan, absorb, channel_groups, materialize
+from prunekit.channels import absorb, channel_groups, materialize
 from prunekit.errors import UserError
 from prunekit.measure import count_macs
 from prunekit.methods.base import TrainContext
@@ -17,8 +17,6 @@ from prunekit.methods.chex import CHEX
 from prunekit.methods.structured import (
     PlanMacs,
     PruneRegrowParams,
-    group_filters,
-    group_gammas,
     is_decision_epoch,
     smallest_reaching,
 )
@@ -152,32 +150,6 @@ def test_decisions_are_deterministic_for_a_seed():
         ctx.plan = method.on_train_start(ctx).plan
         plans.append(method.decide(2, ctx).plan.keep)
     assert plans[0] == plans[1]
-
-
-def test_group_filters_drop_removed_input_channels_and_gammas_zero_removed_channels():
-    ctx = small_ctx()
-    plan = ChannelPlan({"features.conv1": [0, 3, 5, 9], "features.conv2": list(range(0, 32, 2))})
-    filters = group_filters(ctx.supernet, ctx.groups[1], plan, ctx.groups)
-    weight = ctx.supernet.get_submodule("features.conv2").weight.detach().double()
-    assert torch.equal(filters, weight[:, [0, 3, 5, 9]].reshape(32, 4, 9))  # every output row, MRU included
-    gamma = group_gammas(ctx.supernet, ctx.groups[1], plan)
-    expected = ctx.supernet.get_submodule("features.bn2").weight.detach().double().abs()
-    expected[1::2] = 0.0
-    assert torch.equal(gamma, expected)
-
-
-def test_residual_stream_filters_stack_every_writer_with_padded_kernels():
-    torch.manual_seed(0)
-    model = create_model("resnet20", num_classes=10, in_channels=3)
-    x = torch.zeros(2, 3, 32, 32)
-    groups = {g.name: g for g in channel_groups(model, x, policy="all")}
-    stream = groups["layer2.0.conv2"]  # writers: layer2.0.conv2 (3x3), layer2.0.shortcut.0 (1x1), ...
-    filters = group_filters(model, stream, None, list(groups.values()))
-    shortcut = model.get_submodule("layer2.0.shortcut.0").weight.detach().double().reshape(32, 16, 1)
-    conv2 = model.get_submodule("layer2.0.conv2").weight.detach().double().reshape(32, 32, 9)
-    assert filters.shape == (32, 32 + 16 + 32 + 32, 9)
-    assert torch.equal(filters[:, :32], conv2)
-    assert torch.equal(filters[:, 32:48, :1], shortcut) and not filters[:, 32:48, 1:].any()
 
 
 def test_plan_macs_match_a_hand_count():

@@ -25,20 +25,13 @@ import torch
 from torch import nn
 
 from prunekit.channels import ChannelGroup, ChannelPlan, macs_estimator, plan_macs
+from prunekit.channels.readers import group_gammas, l1_group_scores, masked_copy
 from prunekit.errors import UserError
 from prunekit.measure import count_macs
 from prunekit.methods import METHODS
 from prunekit.methods.base import TrainContext
-from prunekit.methods.group_rules import (
-    PruneOnceMethod,
-    check_rate,
-    l1_group_scores,
-    masked_copy,
-    rate_steps,
-    require_prune_epoch,
-    uniform_keep,
-)
-from prunekit.methods.structured import group_gammas, smallest_reaching
+from prunekit.methods.group_rules import PruneOnceMethod, check_rate, rate_steps, require_prune_epoch, uniform_keep
+from prunekit.methods.structured import smallest_reaching
 
 
 @dataclasses.dataclass

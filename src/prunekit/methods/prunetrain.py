@@ -29,20 +29,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from prunekit.channels import ChannelPlan
+from prunekit.channels.readers import group_square_norms, kept_fraction, masked_copy, removed_counts
 from prunekit.criteria import calibrate_group_lasso_weight, group_lasso_layers, group_lasso_penalty_from_layers
 from prunekit.criteria.group_lasso import PRUNETRAIN_THRESHOLD, GroupLassoLayer
 from prunekit.errors import UserError
 from prunekit.measure import train_mode
 from prunekit.methods import METHODS
 from prunekit.methods.base import Decision, Method, TrainContext
-from prunekit.methods.group_rules import (
-    group_square_norms,
-    kept_fraction,
-    masked_copy,
-    prunetrain_removable,
-    removed_counts,
-    shrink_keep,
-)
+from prunekit.methods.group_rules import prunetrain_removable, shrink_keep
 
 
 @dataclasses.dataclass

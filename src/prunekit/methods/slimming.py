@@ -25,12 +25,12 @@ import torch
 from torch import nn
 
 from prunekit.channels import ChannelPlan
+from prunekit.channels.readers import group_gammas
 from prunekit.criteria import bn_layers, l1_subgradient_, slimming_keep, slimming_threshold
 from prunekit.errors import UserError
 from prunekit.methods import METHODS
 from prunekit.methods.base import Decision, TrainContext
 from prunekit.methods.group_rules import PruneOnceMethod, require_prune_epoch
-from prunekit.methods.structured import group_gammas
 
 
 @dataclasses.dataclass

@@ -14,11 +14,9 @@ from typing import Any, Literal
 
 import torch
 from torch import nn
-from torch.nn.modules.batchnorm import _BatchNorm
 
 from prunekit.channels import ChannelGroup, ChannelPlan, kept_indices, macs_estimator
-from prunekit.channels.groups import is_plain_weight_layer
-from prunekit.channels.surgery import KeptIndices
+from prunekit.channels.readers import group_filters, group_gammas
 from prunekit.criteria import (
     keep_count,
     l1_filter_norms,
@@ -46,72 +44,6 @@ def is_decision_epoch(t: int, t_prune: int, interval: int) -> bool:
 def round_up(count: int, round_to: int, size: int) -> int:
     """`count` rounded up to a multiple of `round_to`, at most `size` (ChannelPlan.rounded's rule)."""
     return min(size, -(-count // round_to) * round_to)
-
-
-def group_gammas(supernet: nn.Module, group: ChannelGroup, plan: ChannelPlan | None) -> torch.Tensor | None:
-    """|gamma| per channel of `group` (float64, CPU), 0 at the channels `plan` removed (as under masked training).
-
-    A single-producer group reads the BN after its producer. A residual stream (policy "all") has one BN per
-    writer; a channel scores the largest |gamma| among them (it is unimportant only when every writer scales it
-    down). None when the group has no affine BatchNorm of its width.
-    """
-    scores: torch.Tensor | None = None
-    for name in group.norm_layers:
-        bn = supernet.get_submodule(name)
-        if not isinstance(bn, _BatchNorm) or bn.weight is None:
-            continue
-        for piece in group.slices:
-            if piece.module != name or piece.tensor != "weight":
-                continue
-            gamma = torch.zeros(group.size, dtype=torch.float64)
-            values = bn.weight.detach().abs().to("cpu", torch.float64)
-            gamma[list(piece.channels)] = values[list(piece.positions)]
-            scores = gamma if scores is None else torch.maximum(scores, gamma)
-    if scores is None:
-        return None
-    kept = (plan or ChannelPlan()).kept(group)
-    if len(kept) < group.size:
-        removed = torch.ones(group.size, dtype=torch.bool)
-        removed[kept] = False
-        scores[removed] = 0.0
-    return scores
-
-
-def group_filters(supernet: nn.Module, group: ChannelGroup, plan: ChannelPlan | None,
-                  groups: Sequence[ChannelGroup], inputs: KeptIndices | None = None) -> torch.Tensor | None:
-    """The filters that write `group`, as a (size, inputs, kernel) float64 CPU tensor: row c is channel c.
-
-    Input channels that `plan` removed are sliced away first (REPrune's hard-pruning bookkeeping: the supernet
-    still holds their most recently used values, which the subnet does not compute with). Removed output
-    channels keep their most recently used rows (CHEX regrowth scores them). A group with several writers
-    (a residual stream) stacks their kernels along the input axis, zero-padding smaller kernels to the largest
-    kernel size; padding adds the same zero coordinates to every kernel of an input channel, so distances within
-    an input channel (all that Ward clustering and the projections use) are unchanged. Depthwise convs that carry
-    the group through are left out. None when no conv/linear writes the group. `inputs`: the plan's
-    `kept_indices(supernet, groups, plan)`, when the caller has them already.
-    """
-    if inputs is None:
-        inputs = kept_indices(supernet, list(groups), plan) if plan is not None else {}
-    parts: list[torch.Tensor] = []
-    for piece in group.slices:
-        if piece.tensor != "weight" or piece.dim != 0:
-            continue
-        module = supernet.get_submodule(piece.module)
-        if not is_plain_weight_layer(module):
-            continue
-        weight = module.weight.detach().to("cpu", torch.float64)
-        in_keep = inputs.get((piece.module, "weight"), {}).get(1)
-        if in_keep is not None:
-            weight = weight.index_select(1, in_keep.cpu())
-        weight = weight.reshape(weight.shape[0], weight.shape[1], -1)
-        rows = torch.zeros(group.size, weight.shape[1], weight.shape[2], dtype=torch.float64)
-        rows[list(piece.channels)] = weight[list(piece.positions)]
-        parts.append(rows)
-    if not parts:
-        return None
-    width = max(p.shape[2] for p in parts)
-    parts = [torch.nn.functional.pad(p, (0, width - p.shape[2])) for p in parts]
-    return torch.cat(parts, dim=1)
 
 
 def plan_from_counts(groups: Sequence[ChannelGroup], counts: Sequence[int]) -> ChannelPlan:
@@ -428,8 +360,6 @@ __all__ = [
     "PlanMacs",
     "PruneRegrowMethod",
     "PruneRegrowParams",
-    "group_filters",
-    "group_gammas",
     "is_decision_epoch",
     "plan_from_counts",
     "round_up",
