@@ -1,12 +1,15 @@
 """The CLI's contract: user mistakes give one line on stderr and exit status 2, results go to stdout."""
 
 import json
+import os
 import subprocess
 import sys
 
 import pytest
 
+import prunekit
 from prunekit.cli import main
+from prunekit.errors import UserError
 
 
 def run_cli(capsys, *argv):
@@ -56,7 +59,7 @@ def test_truncated_checkpoint_on_resume(tmp_path, capsys):
     run = tmp_path / "run"
     code, out, _ = run_cli(capsys, "train", str(path), "--out", str(run), "--quiet")
     assert code == 0 and "test_accuracy" in out
-    weights = next((run / "checkpoints").glob("epoch-*/model.safetensors"))
+    weights = next((run / "checkpoints").glob("*/model.safetensors"))
     weights.write_bytes(weights.read_bytes()[:100])
     code, _, err = run_cli(capsys, "train", "--resume", str(run))
     one_line_error(code, err)
@@ -170,3 +173,102 @@ def test_measure_warns_when_latency_is_unsteady(capsys, monkeypatch):
     code, out, err = run_cli(capsys, "measure", "--model", "small_cnn", "--json")
     assert code == 0 and json.loads(out)["latency_ms"] == 278.0
     assert err.startswith("warning: latency varied 103.4x") and len(err.strip().splitlines()) == 1
+
+
+# ---- loading runs no code named in a run directory (issue 18) ----
+
+HUBCONF = """
+from pathlib import Path
+Path({marker!r}).write_text("hubconf imported")
+
+
+def evil(**kwargs):
+    Path({marker!r}).write_text("hubconf entry point called")
+    import torch
+    return torch.nn.Linear(1, 1)
+"""
+
+LOCAL_MODULE = """
+from pathlib import Path
+Path({marker!r}).write_text("module imported")
+
+
+def build(num_classes=10, in_channels=1):
+    from prunekit.models import create_model
+    return create_model("small_cnn", num_classes=num_classes, in_channels=in_channels)
+"""
+
+
+def crafted_run(tmp_path, name, kwargs):
+    """A genuine small_cnn run directory whose pruned.json then names `name` with `kwargs`."""
+    from prunekit.channels import ChannelPlan, save_pruned_model
+    from prunekit.io import read_json, write_json
+    from prunekit.models import create_model
+
+    run = tmp_path / "run"
+    spec = {"name": "small_cnn", "num_classes": 10, "in_channels": 1, "kwargs": {}, "input_shape": [1, 8, 8]}
+    save_pruned_model(run / "model", create_model("small_cnn", num_classes=10, in_channels=1), ChannelPlan(), spec)
+    record = read_json(run / "model" / "pruned.json")
+    record["model"].update(name=name, kwargs=kwargs)
+    write_json(run / "model" / "pruned.json", record)
+    return run
+
+
+def export_process(tmp_path, run, *extra):
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path / 'code'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    return subprocess.run([sys.executable, "-m", "prunekit", "export", str(run), "--onnx", str(tmp_path / "m.onnx"),
+                           *extra], capture_output=True, text=True, timeout=120, cwd=tmp_path / "code", env=env)
+
+
+@pytest.mark.parametrize("trust", [False, True])
+def test_crafted_torch_hub_record_runs_no_code(tmp_path, trust):
+    marker = tmp_path / "MARKER"
+    (tmp_path / "code").mkdir()
+    (tmp_path / "code" / "hubconf.py").write_text(HUBCONF.format(marker=str(marker)))
+    run = crafted_run(tmp_path, "torch.hub:load", {"repo_or_dir": str(tmp_path / "code"), "model": "evil",
+                                                   "source": "local", "trust_repo": True})
+    proc = export_process(tmp_path, run, *(["--trust-factory"] if trust else []))
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("prunekit: error: "), proc.stderr
+    assert not marker.exists() and not (tmp_path / "m.onnx").exists()
+
+
+def test_crafted_local_module_record_runs_no_code(tmp_path):
+    marker = tmp_path / "MARKER"
+    (tmp_path / "code").mkdir()
+    (tmp_path / "code" / "evil_local_module.py").write_text(LOCAL_MODULE.format(marker=str(marker)))
+    run = crafted_run(tmp_path, "evil_local_module:build", {})
+    proc = export_process(tmp_path, run)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "--trust-factory" in proc.stderr, proc.stderr
+    assert not marker.exists() and not (tmp_path / "m.onnx").exists()
+    with pytest.raises(UserError, match="never imports code"):
+        prunekit.load(run)
+    assert not marker.exists()
+
+
+def test_trusted_factory_loads_when_named_explicitly(tmp_path, monkeypatch):
+    pytest.importorskip("onnxruntime")
+    marker = tmp_path / "MARKER"
+    (tmp_path / "code").mkdir()
+    (tmp_path / "code" / "trusted_local_module.py").write_text(LOCAL_MODULE.format(marker=str(marker)))
+    run = crafted_run(tmp_path, "trusted_local_module:build", {})
+    proc = export_process(tmp_path, run, "--trust-factory")
+    assert proc.returncode == 0, proc.stderr
+    assert marker.exists() and (tmp_path / "m.onnx").is_file()  # trusted: the user's module did run
+    monkeypatch.syspath_prepend(str(tmp_path / "code"))
+    from trusted_local_module import build
+
+    model = prunekit.load(run, model_fn=build)
+    assert sum(p.numel() for p in model.parameters()) > 0
+
+
+def test_export_to_a_directory_is_one_line(tmp_path, capsys):
+    run = crafted_run(tmp_path, "small_cnn", {})
+    (tmp_path / "out").mkdir()
+    for target in (tmp_path / "out", f"{tmp_path / 'missing'}{os.sep}", tmp_path / "run" / "model" / "pruned.json"
+                   / "x.onnx"):
+        code, _, err = run_cli(capsys, "export", str(run), "--onnx", str(target))
+        one_line_error(code, err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "run"]  # no temporary file left anywhere
+    assert list((tmp_path / "out").iterdir()) == []

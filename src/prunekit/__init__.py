@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from torch import nn
@@ -20,17 +21,19 @@ from prunekit.errors import UserError
 __version__ = "0.1.0"
 
 
-def load(run_dir: str | os.PathLike[str]) -> nn.Module:
+def load(run_dir: str | os.PathLike[str], model_fn: Callable[..., nn.Module] | None = None) -> nn.Module:
     """Rebuild the final model of a run directory (or of a directory holding pruned.json), in eval mode.
 
-    Its outputs are bitwise equal to those of the model that was saved."""
+    Its outputs are bitwise equal to those of the model that was saved. Loading runs no code named in the run
+    directory: only registry models are built from it. For a run of your own factory pass it explicitly,
+    `model_fn=mypackage.models.build`; it is called as `model_fn(num_classes=, in_channels=, **kwargs)`."""
     from prunekit.channels import load_pruned_model
 
     path = Path(run_dir)
     model_dir = path / "model" if (path / "model" / "pruned.json").exists() else path
     if not (model_dir / "pruned.json").exists():
         raise UserError(f"{path}: no saved model (expected {path / 'model' / 'pruned.json'})")
-    return load_pruned_model(model_dir)
+    return load_pruned_model(model_dir, model_fn=model_fn)
 
 
 __all__ = ["ChannelPlan", "UserError", "__version__", "channel_groups", "compact", "load", "reprune_allocation",

@@ -7,6 +7,7 @@ nothing here writes or reads pickle.
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from collections.abc import Callable, Mapping
@@ -111,3 +112,32 @@ def load_tensors(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
         return load_file(str(path))
     except Exception as exc:  # safetensors raises SafetensorError / OSError / ValueError on corrupt input
         raise UserError(f"{path}: cannot read checkpoint, the file is truncated or corrupt ({exc})") from exc
+
+
+MAX_DEPTH = 32  # nesting of JSON / YAML values a user file may hold
+MAX_INT_DIGITS = 30  # integers in user files: far beyond any size, seed or count, far below Python's 4300
+
+
+def check_plain_value(value: Any, where: str, depth: int = 0) -> None:
+    """A one-line UserError unless `value` is plain data: None, bool, a finite number (an integer of at most
+    MAX_INT_DIGITS digits), a string, or lists / string-keyed mappings of those, nested at most MAX_DEPTH deep."""
+    if depth > MAX_DEPTH:
+        raise UserError(f"{where}: nested more than {MAX_DEPTH} levels deep")
+    if value is None or isinstance(value, bool | str):
+        return
+    if isinstance(value, int):
+        if abs(value) >= 10**MAX_INT_DIGITS:  # str() of a 4300-digit int would raise
+            raise UserError(f"{where}: integer with more than {MAX_INT_DIGITS} digits")
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise UserError(f"{where}: {value!r} is not a finite number")
+    elif isinstance(value, list | tuple):
+        for item in value:
+            check_plain_value(item, where, depth + 1)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise UserError(f"{where}: mapping key {str(key)[:40]!r} is not a string")
+            check_plain_value(item, f"{where}.{key}"[:200], depth + 1)
+    else:
+        raise UserError(f"{where}: unsupported value of type {type(value).__name__}")

@@ -111,7 +111,10 @@ def test_dense_user_model_with_groupnorm_loads_bitwise(tmp_path: Path, monkeypat
         for tensor in model.state_dict().values():
             tensor.add_(0.1 * torch.randn_like(tensor))
     save_pruned_model(tmp_path / "run", model, ChannelPlan(), spec)
-    loaded = load_pruned_model(tmp_path / "run")
+    with pytest.raises(UserError, match="never imports code"):  # a user factory loads only when passed
+        load_pruned_model(tmp_path / "run")
+    factory = models.load_user_factory(spec["name"])
+    loaded = load_pruned_model(tmp_path / "run", model_fn=factory)
     for name, tensor in model.state_dict().items():
         assert torch.equal(loaded.state_dict()[name], tensor), name
     x = torch.randn(2, 3, 8, 8)
@@ -120,7 +123,7 @@ def test_dense_user_model_with_groupnorm_loads_bitwise(tmp_path: Path, monkeypat
     # a non-empty plan needs the channel groups, which refuse the GroupNorm with a one-line UserError
     save_pruned_model(tmp_path / "pruned", model, ChannelPlan({"0": [0, 1]}), spec)
     with pytest.raises(UserError, match="GroupNorm"):
-        load_pruned_model(tmp_path / "pruned")
+        load_pruned_model(tmp_path / "pruned", model_fn=factory)
 
 
 class OffsetSession:
@@ -162,3 +165,76 @@ def test_onnx_tolerance_scales_with_the_output(tmp_path: Path, monkeypatch: pyte
             export_onnx(model, example, target)
         assert not target.exists()
     assert [p.name for p in target.parent.iterdir()] == (["model.onnx"] if written else [])  # no temp files
+
+
+# ---- crafted pruned.json records: each a one-line UserError, nothing built that the record does not allow ----
+
+def crafted(tmp_path: Path, **changes: object) -> Path:
+    """A saved dense small_cnn whose pruned.json then gets `changes` (top-level keys, or model.<key>)."""
+    from prunekit.io import read_json, write_json
+
+    spec = {"name": "small_cnn", "num_classes": 10, "in_channels": 1, "kwargs": {}, "input_shape": [1, 8, 8]}
+    directory = tmp_path / "crafted"
+    save_pruned_model(directory, models.create_model("small_cnn", num_classes=10, in_channels=1), ChannelPlan(),
+                      spec)
+    record = read_json(directory / "pruned.json")
+    for key, value in changes.items():
+        if key.startswith("model_"):
+            record["model"][key[len("model_"):]] = value
+        else:
+            record[key] = value
+    write_json(directory / "pruned.json", record)
+    return directory
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"format_version": 2}, "format_version 2 is not supported"),
+    ({"format_version": True}, "format_version"),
+    ({"format_version": None}, "format_version"),
+    ({"model_num_classes": -3}, r"num_classes must be an integer in \[1, 100000\]"),
+    ({"model_num_classes": 10**12}, "num_classes must be an integer"),
+    ({"model_num_classes": 2.5}, "num_classes must be an integer"),
+    ({"model_in_channels": 0}, "in_channels"),
+    ({"model_input_shape": [1, 8]}, "input_shape"),
+    ({"model_input_shape": [1, 100000, 8]}, "input_shape"),
+    ({"model_input_shape": [3, 8, 8]}, "must start with in_channels"),
+    ({"model_kwargs": {"widths": [float("nan")]}}, "not a finite number"),
+    ({"model_kwargs": {"widths": [8, 10**40]}}, "more than 30 digits"),
+    ({"model_kwargs": {"widths": [65536, 65536, 65536]}}, "parameters"),  # counted on the meta device
+    ({"model_kwargs": {"no_such_argument": 1}}, "does not accept"),
+    ({"model_kwargs": {"widths": "abc"}}, "cannot be built"),
+    ({"model_kwargs": [1]}, "kwargs must be an object"),
+    ({"model_name": "no_such_model"}, "unknown model"),
+    ({"model_name": "torch.hub:load"}, "never imports code"),
+    ({"model": []}, "'model' must be an object"),
+    ({"policy": "everything"}, "unknown channel policy"),
+    ({"plan": {"keep": {"no_such_group": [0]}}}, "plan"),
+    ({"plan": {"keep": {"features.conv1": [10**6]}}}, "plan"),
+    ({"plan": []}, "plan"),
+])
+def test_crafted_records_are_one_line_user_errors(tmp_path: Path, changes: dict, message: str) -> None:
+    directory = crafted(tmp_path, **changes)
+    with pytest.raises(UserError, match=message) as caught:
+        load_pruned_model(directory)
+    assert "\n" not in str(caught.value)
+
+
+def test_non_object_record(tmp_path: Path) -> None:
+    directory = crafted(tmp_path)
+    (directory / "pruned.json").write_text("[1, 2]")
+    with pytest.raises(UserError, match="expected a JSON object"):
+        load_pruned_model(directory)
+
+
+def test_model_fn_replaces_the_named_factory(tmp_path: Path) -> None:
+    directory = crafted(tmp_path, model_name="somewhere.else:build")
+    calls = []
+
+    def build(num_classes: int, in_channels: int) -> torch.nn.Module:
+        calls.append((num_classes, in_channels))
+        return models.create_model("small_cnn", num_classes=num_classes, in_channels=in_channels)
+
+    model = load_pruned_model(directory, model_fn=build)
+    assert calls == [(10, 1)] and model.fc.out_features == 10
+    with pytest.raises(UserError, match="must be a callable"):
+        load_pruned_model(directory, model_fn="somewhere.else:build")  # type: ignore[arg-type]

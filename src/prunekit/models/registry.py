@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -42,11 +43,33 @@ def is_user_factory(name: str) -> bool:
     return ":" in name
 
 
-def load_user_factory(spec: str) -> ModelFactory:
-    """Import `function` from `package.module` for the spec "package.module:function"."""
+# Never model factories, only ways to run code or unpickle files: the standard library (os:system,
+# subprocess:run, pickle:loads, ...) and torch itself (torch.hub:load fetches and runs a hubconf.py, torch:load
+# unpickles). Refused even where the caller trusts the spec.
+_REFUSED_PACKAGES = frozenset(sys.stdlib_module_names) | {"torch", "builtins", "__main__"}
+
+
+def check_factory_spec(spec: str) -> tuple[str, str]:
+    """(module, attribute) of a "package.module:function" spec, or a one-line UserError for a malformed spec or
+    one naming the standard library or torch (e.g. `torch.hub:load`)."""
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr or ":" in attr:
         raise UserError(f"model factory {spec!r} must look like 'package.module:function'")
+    parts = module_name.split(".")
+    if not all(part.isidentifier() for part in parts) or not attr.isidentifier():
+        raise UserError(f"model factory {spec!r} must look like 'package.module:function'")
+    if parts[0] in _REFUSED_PACKAGES:
+        raise UserError(f"model factory {spec!r}: {parts[0]!r} is not a model package (the standard library and "
+                        "torch are never imported as model factories; name your own module)")
+    return module_name, attr
+
+
+def load_user_factory(spec: str) -> ModelFactory:
+    """Import `function` from `package.module` for the spec "package.module:function".
+
+    This runs the module's code: call it only for a spec the user wrote or explicitly trusts (a config, a command
+    line, `--trust-factory`), never for one read from a file being loaded (see `prunekit.load`)."""
+    module_name, attr = check_factory_spec(spec)
     try:
         module = importlib.import_module(module_name)
     except Exception as error:  # any import-time failure is the user's module's problem
@@ -80,9 +103,21 @@ def create_model(name: str, num_classes: int = 10, in_channels: int = 3, **kwarg
     The factory is called as `factory(num_classes=..., in_channels=..., **kwargs)`.
     """
     factory = load_user_factory(name) if is_user_factory(name) else MODELS.get(name)
+    return create_model_with(factory, name, num_classes=num_classes, in_channels=in_channels, **kwargs)
+
+
+def create_model_with(factory: ModelFactory, name: str, num_classes: int = 10, in_channels: int = 3,
+                      **kwargs: Any) -> nn.Module:
+    """`factory(num_classes=..., in_channels=..., **kwargs)`, checked: arguments it cannot take, a construction
+    failure (bad sizes or kwargs) and a result that is not a module are one-line UserErrors named after `name`."""
     arguments = {"num_classes": num_classes, "in_channels": in_channels, **kwargs}
     _check_arguments(factory, name, arguments)
-    model = factory(**arguments)
+    try:
+        model = factory(**arguments)
+    except (TypeError, ValueError, RuntimeError, OverflowError, MemoryError) as error:  # bad sizes or kwargs
+        first = str(error).splitlines()[0] if str(error) else ""
+        raise UserError(f"model {name!r} cannot be built with num_classes={num_classes}, in_channels={in_channels}, "
+                        f"kwargs {kwargs}: {type(error).__name__}: {first}"[:500]) from error
     if not isinstance(model, nn.Module):
         raise UserError(f"model factory {name!r} returned a {type(model).__name__}, not a torch.nn.Module")
     return model
