@@ -86,7 +86,7 @@ def test_target_macs_picks_the_smallest_uniform_rate_that_meets_it(target):
             break
     assert counts == swept
     assert decision.info["macs_ratio"] == pytest.approx(small_cnn_macs(*counts) / dense)
-    assert decision.info["target_reached"]
+    assert decision.info["target_macs_reached"]
 
 
 def test_residual_stream_scores_combine_all_writers():

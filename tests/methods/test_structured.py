@@ -15,10 +15,8 @@ from prunekit.measure import count_macs
 from prunekit.methods.base import TrainContext
 from prunekit.methods.chex import CHEX
 from prunekit.methods.structured import (
-    PlanMacs,
     PruneRegrowParams,
     is_decision_epoch,
-    smallest_reaching,
 )
 from prunekit.models import create_model
 
@@ -150,27 +148,6 @@ def test_decisions_are_deterministic_for_a_seed():
         ctx.plan = method.on_train_start(ctx).plan
         plans.append(method.decide(2, ctx).plan.keep)
     assert plans[0] == plans[1]
-
-
-def test_plan_macs_match_a_hand_count():
-    ctx = small_ctx()
-    macs = PlanMacs(ctx.supernet, ctx.groups, ctx.example_inputs)
-    a, b, c = 10, 20, 40
-    # conv1 1->a at 8x8, conv2 a->b at 4x4, conv3 b->c at 2x2 (3x3 kernels), fc c->10
-    expected = a * 1 * 9 * 64 + b * a * 9 * 16 + c * b * 9 * 4 + 10 * c
-    assert macs([a, b, c]) == expected
-    assert macs.dense() == count_macs(ctx.supernet, ctx.example_inputs)
-
-
-def test_smallest_reaching_agrees_with_a_linear_scan():
-    rng = np.random.default_rng(0)
-    for _ in range(20):
-        values = np.sort(rng.integers(0, 1000, size=rng.integers(1, 30)))[::-1]
-        target = float(rng.integers(-10, 1010))
-        k, reached = smallest_reaching(len(values) - 1, lambda i, v=values: int(v[i]), target)
-        scan = [i for i in range(len(values)) if values[i] <= target]
-        assert reached == bool(scan)
-        assert k == (scan[0] if scan else len(values) - 1)
 
 
 def test_macs_target_round_to_and_min_channels_shape_the_final_plan():

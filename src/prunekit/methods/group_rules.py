@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from fractions import Fraction
 from typing import Any
 
 import torch
@@ -63,14 +62,6 @@ def uniform_keep(scores: torch.Tensor, kept: Sequence[int], rate: float, size: i
     target = max(min(target, len(kept)), min(min_channels, len(kept)))
     chosen = keep_top(scores[list(kept)].double(), target)
     return sorted(kept[i] for i in chosen)
-
-
-def rate_steps(sizes: Sequence[int]) -> list[float]:
-    """The rates at which `uniform_keep`'s counts change, ascending: every j / n for a group width n, 0 <= j <= n.
-
-    Between two steps every group removes the same floor(rate * n) channels, so the smallest rate that meets a
-    target is a step. Each step is exact enough for `prune_count` (its 1e-9 slack) to give exactly j of n."""
-    return [float(f) for f in sorted({Fraction(j, n) for n in sizes for j in range(n + 1)})]
 
 
 def check_rate(rate: float, what: str) -> None:

@@ -4,13 +4,13 @@
   prunable group the filters with the smallest sum |W[o]| go (`criteria.l1_filter_norms`; on a residual stream
   under policy "all", the sum over the stream's writers).
 - `bn_scale`: BN-scale pruning: the channels with the smallest |gamma| go (`criteria.bn_scale_importance`'s
-  score; the largest |gamma| over a stream's BNs under "all", `structured.group_gammas`). Groups without a
+  score; the largest |gamma| over a stream's BNs under "all", `channels.readers.group_gammas`). Groups without a
   BatchNorm keep all channels.
 
 How many go: either `rate`, the same fraction of every group's full width (floor(rate * width) channels), or
 `target_macs_ratio`, the fraction of the dense model's MACs to keep: the smallest uniform rate whose subnet has at
-most that many MACs. The plan only changes at the rates j / width of some group (`group_rules.rate_steps`), so
-the search is an integer bisection over those steps (`structured.smallest_reaching`) with the analytic MACs of
+most that many MACs. The plan only changes at the rates j / width of some group (`budget.rate_steps`), so
+the search is an integer bisection over those steps (`budget.MacsBudget`) with the analytic MACs of
 `channels.macs_estimator`; the chosen plan's MACs are then measured. A group never keeps fewer than
 `min_channels`. Among equal scores the lower channel index is kept (`criteria.keep_top`).
 """
@@ -30,8 +30,8 @@ from prunekit.errors import UserError
 from prunekit.measure import count_macs
 from prunekit.methods import METHODS
 from prunekit.methods.base import TrainContext
-from prunekit.methods.group_rules import PruneOnceMethod, check_rate, rate_steps, require_prune_epoch, uniform_keep
-from prunekit.methods.structured import smallest_reaching
+from prunekit.methods.budget import MacsBudget, rate_steps
+from prunekit.methods.group_rules import PruneOnceMethod, check_rate, require_prune_epoch, uniform_keep
 
 
 @dataclasses.dataclass
@@ -91,17 +91,13 @@ class OneShotPruning(PruneOnceMethod):
             raise UserError(f"{self.name}: no prunable channel group can be scored")
         if self.params.rate is not None:
             return self.uniform_plan(ctx, scores, self.params.rate), {"rate": self.params.rate}
-        dense_macs = count_macs(ctx.supernet, ctx.example_inputs[:1])
-        target = self.params.target_macs_ratio * dense_macs
+        budget = MacsBudget(self.params.target_macs_ratio, count_macs(ctx.supernet, ctx.example_inputs[:1]))
         estimate = macs_estimator(ctx.supernet, ctx.groups, ctx.example_inputs)
         rates = rate_steps([g.size for g in ctx.groups if g.name in scores])
-        step, _ = smallest_reaching(len(rates) - 1, lambda i: estimate(self.uniform_plan(ctx, scores, rates[i])),
-                                    target)
-        rate = rates[step]
+        rate = budget.search(rates, lambda r: estimate(self.uniform_plan(ctx, scores, r))).value
         plan = self.uniform_plan(ctx, scores, rate)
         macs = plan_macs(ctx.supernet, plan, ctx.groups, ctx.example_inputs)  # measured, not estimated
-        return plan, {"rate": rate, "target_macs_ratio": self.params.target_macs_ratio,
-                      "macs_ratio": macs / dense_macs, "target_reached": macs <= target}
+        return plan, {"rate": rate, **budget.outcome(macs)}
 
 
 @METHODS.register("l1_filter")

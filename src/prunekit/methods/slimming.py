@@ -12,7 +12,7 @@ Which channels: the groups of the channel policy, "internal" by default. That is
 residual stream keeps its width, only channels inside branches go). The L1 term and the percentile cover
 exactly the BNs of those groups; the official code also regularises BNs it never prunes and counts them in the
 percentile. Groups without a BatchNorm are left out (kept whole). With policy "all", a residual-stream channel's
-score is the largest |gamma| over the BNs on the stream (`structured.group_gammas`).
+score is the largest |gamma| over the BNs on the stream (`channels.readers.group_gammas`).
 """
 
 from __future__ import annotations

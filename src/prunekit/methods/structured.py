@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import torch
-from torch import nn
 
-from prunekit.channels import ChannelGroup, ChannelPlan, kept_indices, macs_estimator
+from prunekit.channels import ChannelGroup, ChannelPlan, kept_indices
 from prunekit.channels.readers import group_filters, group_gammas
 from prunekit.criteria import (
     keep_count,
@@ -28,6 +27,7 @@ from prunekit.criteria import (
 )
 from prunekit.errors import UserError
 from prunekit.methods.base import Decision, Method, TrainContext
+from prunekit.methods.budget import MacsBudget, PlanMacs
 from prunekit.seeding import derived_seed
 
 # ---------------------------------------------------------------------------------------------- small helpers
@@ -44,49 +44,6 @@ def is_decision_epoch(t: int, t_prune: int, interval: int) -> bool:
 def round_up(count: int, round_to: int, size: int) -> int:
     """`count` rounded up to a multiple of `round_to`, at most `size` (ChannelPlan.rounded's rule)."""
     return min(size, -(-count // round_to) * round_to)
-
-
-def plan_from_counts(groups: Sequence[ChannelGroup], counts: Sequence[int]) -> ChannelPlan:
-    """A plan keeping the first `counts[i]` channels of group i (MACs depend on the counts only)."""
-    return ChannelPlan({g.name: list(range(c)) for g, c in zip(groups, counts, strict=True)})
-
-
-class PlanMacs:
-    """MACs per sample of the subnet with the given kept counts (`channels.macs_estimator`, exact for conv/linear
-    networks), cached by counts. The supernet's values do not matter, only its shapes, so the estimator and the
-    cache stay valid for a whole run."""
-
-    def __init__(self, supernet: nn.Module, groups: Sequence[ChannelGroup], example_inputs: torch.Tensor) -> None:
-        self.groups = list(groups)
-        self.estimate = macs_estimator(supernet, self.groups, example_inputs)
-        self.cache: dict[tuple[int, ...], int] = {}
-
-    def __call__(self, counts: Sequence[int]) -> int:
-        key = tuple(int(c) for c in counts)
-        if key not in self.cache:
-            self.cache[key] = self.estimate(plan_from_counts(self.groups, key))
-        return self.cache[key]
-
-    def dense(self) -> int:
-        return self([g.size for g in self.groups])
-
-
-def smallest_reaching(n_max: int, macs_at: Callable[[int], int], target: float) -> tuple[int, bool]:
-    """Smallest k in [0, n_max] with macs_at(k) <= target, by bisection (macs_at must not increase with k).
-
-    Returns (k, reached); when even n_max misses the target, (n_max, False)."""
-    if macs_at(n_max) > target:
-        return n_max, False
-    if macs_at(0) <= target:
-        return 0, True
-    low, high = 0, n_max  # macs_at(low) > target >= macs_at(high)
-    while high - low > 1:
-        mid = (low + high) // 2
-        if macs_at(mid) <= target:
-            high = mid
-        else:
-            low = mid
-    return high, True
 
 
 # ---------------------------------------------------------------------------------------------- the schedule
@@ -321,20 +278,20 @@ class PruneRegrowMethod(Method):
         return [round_up(max(min(p.min_channels, g.size), k), p.round_to, g.size)
                 for g, k in zip(self.groups, kept, strict=True)]
 
-    def _target_macs(self) -> float:
+    def _budget(self) -> MacsBudget:
         assert self.macs is not None and self.params.target_macs_ratio is not None
-        return self.params.target_macs_ratio * self.macs.dense()
+        return MacsBudget(self.params.target_macs_ratio, self.macs.dense())
 
     def _uniform_sparsity_for_macs(self) -> tuple[float, dict[str, Any]]:
         """The smallest uniform sparsity k/N whose plan meets the MACs target (initial plan, all gammas alike)."""
         assert self.macs is not None
         total = sum(g.size for g in self.groups)
 
-        def macs_at(k: int) -> int:
-            return self.macs(self._counts([keep_count(g.size, k / total) for g in self.groups]))
+        def macs_at(sparsity: float) -> int:
+            return self.macs(self._counts([keep_count(g.size, sparsity) for g in self.groups]))
 
-        k, reached = smallest_reaching(total, macs_at, self._target_macs())
-        return k / total, {"target_macs_reached": reached}
+        choice = self._budget().search([k / total for k in range(total + 1)], macs_at)
+        return choice.value, choice.info()
 
     def _global_sparsity_for_macs(self, gammas: Sequence[torch.Tensor]) -> tuple[float, dict[str, Any]]:
         """The smallest global sparsity k/N whose Eq. 8/9 allocation meets the MACs target."""
@@ -342,12 +299,12 @@ class PruneRegrowMethod(Method):
         sizes = [g.size for g in self.groups]
         total = sum(sizes)
 
-        def macs_at(k: int) -> int:
-            pruned = reprune_pruned_counts(gammas, k / total)
+        def macs_at(sparsity: float) -> int:
+            pruned = reprune_pruned_counts(gammas, sparsity)
             return self.macs(self._counts([n - c for n, c in zip(sizes, pruned, strict=True)]))
 
-        k, reached = smallest_reaching(total, macs_at, self._target_macs())
-        return k / total, {"target_macs_reached": reached}
+        choice = self._budget().search([k / total for k in range(total + 1)], macs_at)
+        return choice.value, choice.info()
 
     def _macs_info(self, plan: ChannelPlan) -> dict[str, Any]:
         assert self.macs is not None
@@ -357,11 +314,8 @@ class PruneRegrowMethod(Method):
 
 __all__ = [
     "GroupSelection",
-    "PlanMacs",
     "PruneRegrowMethod",
     "PruneRegrowParams",
     "is_decision_epoch",
-    "plan_from_counts",
     "round_up",
-    "smallest_reaching",
 ]

@@ -21,7 +21,7 @@ Torch-Pruning: every Conv/Linear that is not a producer of one of `ctx.groups` (
 How much goes: `pruning_ratio` as given, or `target_macs_ratio`, the fraction of the dense MACs to keep: the
 smallest ratio whose plan's MACs (`channels.macs_estimator`, analytic) meet it. The plan only changes where some
 int(n * (1 - r)) changes, i.e. at r = 1 - k / n for a group width n, so the search is a bisection
-(`structured.smallest_reaching`) over the midpoints between consecutive such breakpoints (midpoints: no float
+(`budget.MacsBudget`) over the midpoints between consecutive such breakpoints (midpoints: no float
 rounding at a breakpoint can change a count), trying each ratio with the pruner's interactive step (the groups it
 would prune, read without pruning). Ratios where the narrowest group would keep no channel are left out
 (Torch-Pruning would skip that group whole). The chosen ratio is then applied for real on a fresh copy
@@ -50,8 +50,8 @@ from prunekit.errors import UserError
 from prunekit.measure import count_macs
 from prunekit.methods import METHODS
 from prunekit.methods.base import TrainContext
+from prunekit.methods.budget import MacsBudget
 from prunekit.methods.group_rules import PruneOnceMethod, require_prune_epoch
-from prunekit.methods.structured import smallest_reaching
 
 IMPORTANCES = ("bn_scale", "group_norm")
 
@@ -206,24 +206,22 @@ class TorchPruningBaseline(PruneOnceMethod):
             raise UserError(f"{self.name}: method.params.pruning_ratio {ratio} would leave no channel in the "
                             f"narrowest group ({min(g.size for g in groups)} channels); use a ratio below "
                             f"{largest_ratio([g.size for g in groups]):.4f}")
-        if ratio is None:
-            target = params.target_macs_ratio * dense_macs
+        budget = None if params.target_macs_ratio is None else MacsBudget(params.target_macs_ratio, dense_macs)
+        if budget is not None and ratio is None:
             estimate = macs_estimator(ctx.supernet, groups, example)
             model = traceable_copy(ctx.supernet)  # interactive steps only read it
             ratios = candidate_ratios([g.size for g in groups])
 
-            def macs_at(i: int) -> int:
-                removals = planned_removals(model, groups, example, params.importance, ratios[i])
+            def macs_at(candidate: float) -> int:
+                removals = planned_removals(model, groups, example, params.importance, candidate)
                 return estimate(plan_from_removals(removals, groups))
 
-            step, _ = smallest_reaching(len(ratios) - 1, macs_at, target)
-            ratio = ratios[step]
-            info["target_macs_ratio"] = params.target_macs_ratio
+            ratio = budget.search(ratios, macs_at).value
         _, history = tp_prune(ctx.supernet, groups, example, params.importance, ratio)
         plan = plan_from_removals(history, groups)
         macs = plan_macs(ctx.supernet, plan, groups, ctx.example_inputs)  # measured, not estimated
         info.update({"pruning_ratio": ratio, "macs_ratio": macs / dense_macs,
                      "select_seconds": time.perf_counter() - started})
-        if params.target_macs_ratio is not None:
-            info["target_reached"] = macs <= params.target_macs_ratio * dense_macs
+        if budget is not None:
+            info.update(budget.outcome(macs))
         return plan, info
