@@ -78,10 +78,13 @@ class TrainConfig:
     label_smoothing: float = 0.0
     channels_last: bool = False
     amp: bool = False  # bfloat16 autocast (CPU and CUDA; needs no loss scaling)
-    seed: int = 0
+    seed: int = 0  # initialisation seed (and data order unless data_seed is set)
+    data_seed: int | None = None  # order, augmentation and dropout of the training batches; None: seed
     device: str = "cpu"  # cpu | cuda | cuda:N | auto
     threads: int | None = None  # torch.set_num_threads; None keeps torch's default
     checkpoint_every: int = 1  # epochs between checkpoints (the last epoch is always saved)
+    checkpoint_every_steps: int = 0  # also checkpoint every N optimizer steps, mid-epoch included (0: off)
+    keep_checkpoints: list[str] = field(default_factory=list)  # steps kept by name: "500it", "2ep", "0.1"
     progress: Literal["auto", "always", "never"] = "auto"  # bar only on a terminal when "auto"
     tensorboard: bool = False
     deterministic: bool = True
@@ -131,6 +134,7 @@ RANGES: dict[str, tuple[float | None, float | None, str]] = {
     "train.label_smoothing": (0.0, 0.99, "a number in [0, 0.99]"),
     "train.threads": (1, None, "a positive integer"),
     "train.checkpoint_every": (1, None, "a positive integer"),
+    "train.checkpoint_every_steps": (0, None, "a non-negative integer"),
 }
 
 

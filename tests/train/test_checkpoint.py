@@ -8,13 +8,13 @@ from prunekit.train.checkpoint import CheckpointData, load_checkpoint, save_chec
 def data(epoch):
     return CheckpointData(epoch=epoch, model={"w": torch.full((2, 2), float(epoch))},
                           optimizer={"w": {"momentum_buffer": torch.ones(2, 2), "step": 3.0}},
-                          state={"step": 10 * epoch})
+                          step=10 * epoch)
 
 
 def test_round_trip_and_only_latest_kept(tmp_path):
     save_checkpoint(tmp_path, data(1))
     save_checkpoint(tmp_path, data(2))
-    assert sorted(p.name for p in tmp_path.glob("epoch-*")) == ["epoch-0002"]
+    assert sorted(p.name for p in tmp_path.glob("step-*")) == ["step-000000020"]
     loaded = load_checkpoint(tmp_path)
     assert loaded.epoch == 2 and loaded.state["step"] == 20
     assert torch.equal(loaded.model["w"], torch.full((2, 2), 2.0))
@@ -34,3 +34,24 @@ def test_truncated_checkpoint_is_a_user_error(tmp_path):
 def test_missing_checkpoint_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="no checkpoint"):
         load_checkpoint(tmp_path)
+
+
+def test_checkpoints_kept_by_name_survive_and_reload(tmp_path):
+    save_checkpoint(tmp_path, data(1), keep_as="10it")
+    save_checkpoint(tmp_path, data(2))
+    save_checkpoint(tmp_path, data(3))
+    assert sorted(p.name for p in tmp_path.glob("step-*")) == ["step-000000010", "step-000000030"]
+    assert load_checkpoint(tmp_path).step == 30
+    rewound = load_checkpoint(tmp_path, name="10it")
+    assert rewound.step == 10 and torch.equal(rewound.model["w"], torch.full((2, 2), 1.0))
+    with pytest.raises(UserError, match="no checkpoint kept as"):
+        load_checkpoint(tmp_path, name="99it")
+
+
+def test_extra_tensor_maps_round_trip(tmp_path):
+    checkpoint = data(1)
+    checkpoint.extra = {"masks": {"w": torch.tensor([[True, False], [False, True]])}, "rng": {}}
+    save_checkpoint(tmp_path, checkpoint)
+    loaded = load_checkpoint(tmp_path)
+    assert torch.equal(loaded.extra["masks"]["w"], checkpoint.extra["masks"]["w"])
+    assert loaded.extra["masks"]["w"].dtype == torch.bool

@@ -1,16 +1,20 @@
 """Checkpoints of a run: safetensors for tensors, JSON for everything else, never pickle.
 
-Layout inside `RUN_DIR/checkpoints/`:
+Layout inside `RUN_DIR/checkpoints/` (one directory per checkpoint, named by the global step):
 
-    epoch-0004/model.safetensors              the network being trained (the subnet once pruned)
-    epoch-0004/optimizer.safetensors          its optimizer state, keyed "param_name/state_key"
-    epoch-0004/supernet.safetensors           the full-width supernet (structured methods only)
-    epoch-0004/supernet_optimizer.safetensors the supernet's optimizer state (the MRU bank)
-    epoch-0004/state.json                     epoch, step, plan, method state, ledger, scalar optimizer state
-    latest.json                               {"dir": "epoch-0004", "epoch": 4}
+    step-000000400/model.safetensors              the network being trained (the subnet once pruned)
+    step-000000400/optimizer.safetensors          its optimizer state, keyed "param_name/state_key"
+    step-000000400/supernet.safetensors           the full-width supernet (structured methods only)
+    step-000000400/supernet_optimizer.safetensors the supernet's optimizer state (the MRU bank)
+    step-000000400/<extra>.safetensors            further tensor maps: weight masks, the method's tensors and
+                                                  its optimizer state, the RNG state of a mid-epoch checkpoint
+    step-000000400/state.json                     epoch, step, plan, method state, ledger, scalar optimizer state
+    latest.json                                   {"dir": "step-000000400", "epoch": 4, "step": 400}
+    kept.json                                     {"500it": "step-000000500", ...}: checkpoints kept by name
 
 A checkpoint directory is complete before `latest.json` (written atomically) points at it, so an interrupted
-write never replaces a good checkpoint; older directories are removed afterwards.
+write never replaces a good checkpoint; older directories are removed afterwards, except those kept by name
+(`train.keep_checkpoints`), which a later run can rewind to (`load_checkpoint(root, name="500it")`).
 """
 
 from __future__ import annotations
@@ -35,11 +39,22 @@ class CheckpointData:
     state: dict[str, Any] = field(default_factory=dict)
     supernet: dict[str, torch.Tensor] | None = None
     supernet_optimizer: OptimizerState | None = None
+    step: int = 0  # optimizer steps taken (global)
+    extra: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)  # name -> tensor map
 
 
-def save_checkpoint(root: Path, data: CheckpointData, keep_last: int = 1) -> Path:
+RESERVED = {"model", "optimizer", "supernet", "supernet_optimizer"}
+
+
+def checkpoint_dir_name(step: int) -> str:
+    return f"step-{step:09d}"
+
+
+def save_checkpoint(root: Path, data: CheckpointData, keep_last: int = 1, keep_as: str | None = None) -> Path:
+    """Write `data` as a new checkpoint, point latest.json at it, remove older ones (all but the newest
+    `keep_last`, never those kept by name). `keep_as` keeps this one under that name."""
     root = Path(root)
-    directory = root / f"epoch-{data.epoch:04d}"
+    directory = root / checkpoint_dir_name(data.step)
     if directory.exists():
         shutil.rmtree(directory)
     directory.mkdir(parents=True)
@@ -52,24 +67,53 @@ def save_checkpoint(root: Path, data: CheckpointData, keep_last: int = 1) -> Pat
         sup_tensors, sup_scalars = flatten_optimizer_state(data.supernet_optimizer or {})
         io.save_tensors(directory / "supernet_optimizer.safetensors", sup_tensors)
         state["supernet_optimizer_scalars"] = sup_scalars
+    for name, tensors in data.extra.items():
+        if name in RESERVED or not name.isidentifier():
+            raise ValueError(f"checkpoint extra {name!r} is reserved or not a plain name")
+        io.save_tensors(directory / f"{name}.safetensors", tensors)
+    state["step"] = data.step
     io.write_json(directory / "state.json", state)
-    io.write_json(root / "latest.json", {"dir": directory.name, "epoch": data.epoch})
-    old = sorted(p for p in root.glob("epoch-*") if p.is_dir() and p != directory)
+    kept = read_kept(root)
+    if keep_as is not None:
+        kept[keep_as] = directory.name
+        io.write_json(root / "kept.json", kept)
+    io.write_json(root / "latest.json", {"dir": directory.name, "epoch": data.epoch, "step": data.step})
+    protected = set(kept.values()) | {directory.name}
+    old = sorted(p for p in root.glob("step-*") if p.is_dir() and p.name not in protected)
+    old += sorted(p for p in root.glob("epoch-*") if p.is_dir())  # the layout before step-named directories
     for stale in old[: max(0, len(old) - (keep_last - 1))]:
         shutil.rmtree(stale, ignore_errors=True)
     return directory
 
 
-def load_checkpoint(root: Path) -> CheckpointData:
-    """Read the checkpoint `latest.json` names; anything missing or corrupt is a UserError."""
+def read_kept(root: Path) -> dict[str, str]:
+    """Checkpoints kept by name: {name: directory}."""
+    path = Path(root) / "kept.json"
+    if not path.is_file():
+        return {}
+    kept = io.read_json(path)
+    if not isinstance(kept, dict) or not all(isinstance(v, str) for v in kept.values()):
+        raise UserError(f"{path}: malformed list of kept checkpoints")
+    return kept
+
+
+def load_checkpoint(root: Path, name: str | None = None) -> CheckpointData:
+    """Read the checkpoint `latest.json` names (or the one kept as `name`); anything missing or corrupt is a
+    UserError."""
     root = Path(root)
-    latest = root / "latest.json"
-    if not latest.is_file():
-        raise UserError(f"{root}: no checkpoint to resume from (latest.json missing)")
-    pointer = io.read_json(latest)
-    if not isinstance(pointer, dict) or "dir" not in pointer:
-        raise UserError(f"{latest}: malformed checkpoint pointer")
-    directory = root / str(pointer["dir"])
+    if name is not None:
+        kept = read_kept(root)
+        if name not in kept:
+            raise UserError(f"{root}: no checkpoint kept as {name!r} (kept: {', '.join(sorted(kept)) or 'none'})")
+        directory = root / kept[name]
+    else:
+        latest = root / "latest.json"
+        if not latest.is_file():
+            raise UserError(f"{root}: no checkpoint to resume from (latest.json missing)")
+        pointer = io.read_json(latest)
+        if not isinstance(pointer, dict) or not isinstance(pointer.get("dir"), str) or "/" in pointer["dir"]:
+            raise UserError(f"{latest}: malformed checkpoint pointer")
+        directory = root / pointer["dir"]
     state = io.read_json(directory / "state.json")
     if not isinstance(state, dict) or "epoch" not in state:
         raise UserError(f"{directory / 'state.json'}: malformed checkpoint state")
@@ -82,8 +126,16 @@ def load_checkpoint(root: Path) -> CheckpointData:
         supernet_optimizer = unflatten_optimizer_state(
             io.load_tensors(directory / "supernet_optimizer.safetensors"),
             state.pop("supernet_optimizer_scalars", {}))
-    return CheckpointData(epoch=int(state["epoch"]), model=model, optimizer=optimizer, state=state,
-                          supernet=supernet, supernet_optimizer=supernet_optimizer)
+    extra = {path.stem: io.load_tensors(path) for path in sorted(directory.glob("*.safetensors"))
+             if path.stem not in RESERVED}
+    try:
+        epoch, step = int(state["epoch"]), int(state.get("step", 0))
+    except (TypeError, ValueError):
+        raise UserError(f"{directory / 'state.json'}: epoch and step must be integers") from None
+    if epoch < 0 or step < 0:
+        raise UserError(f"{directory / 'state.json'}: negative epoch or step")
+    return CheckpointData(epoch=epoch, model=model, optimizer=optimizer, state=state, supernet=supernet,
+                          supernet_optimizer=supernet_optimizer, step=step, extra=extra)
 
 
 def load_state_strict(module: torch.nn.Module, tensors: dict[str, torch.Tensor], what: str) -> None:

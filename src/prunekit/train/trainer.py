@@ -15,16 +15,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import math
 import os
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from prunekit import io
@@ -34,18 +31,39 @@ from prunekit.data import BatchLoader, DataSplits, load_data
 from prunekit.errors import UserError
 from prunekit.measure import TrainingCostLedger, count_macs, count_params
 from prunekit.methods import build_method
-from prunekit.methods.base import Decision, Method
+from prunekit.methods.base import Method
 from prunekit.models import create_model
 from prunekit.seeding import derived_seed
 from prunekit.train import checkpoint as ckpt
-from prunekit.train.optim import build_optimizer, set_learning_rate
-from prunekit.train.schedules import learning_rate
+from prunekit.train.loop import EpochTally, LoopHooks, TrainingLoop, autocast, evaluate
+from prunekit.train.optim import build_optimizer, flatten_optimizer_state, unflatten_optimizer_state
+from prunekit.train.steps import parse_step
 from prunekit.train.supernet import SupernetState
+from prunekit.weights import WeightMasks
+
+
+def non_default_settings(cfg: RunConfig) -> dict[str, Any]:
+    """The settings of `cfg` that differ from RunConfig's defaults, as a nested dict (`name` left out)."""
+
+    def diff(value: Any, default: Any) -> Any:
+        if isinstance(value, dict) and isinstance(default, dict) and default:
+            out = {k: d for k, v in value.items() if (d := diff(v, default.get(k, _MISSING))) is not _MISSING}
+            return out if out else _MISSING
+        return _MISSING if value == default else value
+
+    settings = diff(cfg.to_dict(), RunConfig().to_dict())
+    settings = {} if settings is _MISSING else settings
+    settings.pop("name", None)
+    return settings
+
+
+_MISSING = object()
 
 
 def run_dir_name(cfg: RunConfig) -> str:
-    """`<name>-<8 hex digits of the resolved config>`: runs are named by their settings (OpenLTH style)."""
-    digest = hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True).encode()).hexdigest()[:8]
+    """`<name>-<8 hex digits>` of the settings that differ from their defaults (OpenLTH style): runs are named by
+    their settings, and adding a config field with a default does not rename existing runs."""
+    digest = hashlib.sha256(json.dumps(non_default_settings(cfg), sort_keys=True).encode()).hexdigest()[:8]
     return f"{cfg.name}-{digest}"
 
 
@@ -79,7 +97,7 @@ def check_model_accepts(model: nn.Module, example_inputs: torch.Tensor, name: st
         raise UserError(f"model {name!r} does not accept inputs of shape {shape} ({first})") from None
 
 
-class Trainer:
+class Trainer(LoopHooks):
     """Train `cfg` into `run_dir`. `on_step(global_step)` is called after every optimizer step."""
 
     def __init__(self, cfg: RunConfig, run_dir: str | os.PathLike[str], *, quiet: bool = False,
@@ -93,6 +111,8 @@ class Trainer:
         self.tb_writer: Any = None
         self._resuming = False
         self._last_eval: tuple[float, float] | None = None
+        self._metrics_lines = 0
+        self._bar: Any = None
 
     @classmethod
     def resume(cls, run_dir: str | os.PathLike[str], **kwargs: Any) -> Trainer:
@@ -102,6 +122,11 @@ class Trainer:
         trainer = cls(build_dataclass(RunConfig, read_yaml(run_dir / "config.yaml")), run_dir, **kwargs)
         trainer._resuming = True
         return trainer
+
+    @property
+    def data_seed(self) -> int:
+        t = self.cfg.train
+        return t.seed if t.data_seed is None else t.data_seed
 
     # ------------------------------------------------------------------ set-up
     def _check_run_dir_free(self) -> None:
@@ -114,13 +139,13 @@ class Trainer:
         common = dict(mean=data.mean, std=data.std, normalize=d.normalize, device=self.device,
                       channels_last=t.channels_last)
         self.train_loader = BatchLoader(data.train, t.batch_size, shuffle=True, augment=d.augment,
-                                        crop_padding=d.crop_padding, flip=d.flip, seed=t.seed, **common)
+                                        crop_padding=d.crop_padding, flip=d.flip, seed=self.data_seed, **common)
         self.test_loader = BatchLoader(data.test, t.eval_batch_size, shuffle=False, augment=False, **common)
         self.val_loader = (BatchLoader(data.val, t.eval_batch_size, shuffle=False, augment=False, **common)
                            if data.val is not None else None)
         # Unaugmented training batches for criteria that look at activations (HRank).
         self.plain_train_loader = BatchLoader(data.train, t.batch_size, shuffle=True, augment=False,
-                                              seed=t.seed, **common)
+                                              seed=self.data_seed, **common)
 
     def _to_device(self, model: nn.Module) -> nn.Module:
         model = model.to(self.device)
@@ -139,7 +164,8 @@ class Trainer:
             torch.backends.cudnn.benchmark = not t.deterministic
 
     def _setup(self) -> None:
-        """Data, model, method and supernet state; writes nothing (see `fit` for when the run directory appears)."""
+        """Data, model, method, supernet state and loop; writes nothing (see `fit` for when the run directory
+        appears)."""
         cfg, t = self.cfg, self.cfg.train
         self._configure_torch()
         self._check_run_dir_free()
@@ -157,12 +183,29 @@ class Trainer:
         check_model_accepts(supernet, self.example_inputs, cfg.model.name)
         self.method: Method = build_method(cfg.method)
         self.state = SupernetState(supernet, self.example_inputs, self.method.channel_policy,
-                                   make_optimizer=lambda m: build_optimizer(m, cfg.optim), prepare=self._to_device)
+                                   make_optimizer=lambda m: build_optimizer(m, cfg.optim), prepare=self._to_device,
+                                   method=self.method)
+        val = self.val_loader
         self.ctx = self.state.context(steps_per_epoch=len(self.train_loader), epochs=t.epochs, device=self.device,
-                                      train_batches=lambda: self.plain_train_loader.iterate(0), log=self._log,
-                                      seed=t.seed)
+                                      train_batches=lambda: self.plain_train_loader.iterate(0),
+                                      val_batches=(lambda: val.iterate(0)) if val is not None else None,
+                                      log=self._log, seed=t.seed)
         self.ledger = TrainingCostLedger()
+        self.loop = TrainingLoop(self.state, self.method, self.ctx, self.train_loader, epochs=t.epochs,
+                                 lr=cfg.optim.lr, schedule=cfg.schedule, label_smoothing=t.label_smoothing,
+                                 amp=t.amp, seed=self.data_seed, ledger=self.ledger, hooks=self)
+        self.kept_steps = self._kept_steps()
         self.baseline = self._read_baseline()
+
+    def _kept_steps(self) -> dict[int, str]:
+        """train.keep_checkpoints as {global step: name}."""
+        kept: dict[int, str] = {}
+        for spec in self.cfg.train.keep_checkpoints:
+            try:
+                kept[parse_step(spec, len(self.train_loader), self.cfg.train.epochs)] = str(spec)
+            except ValueError as exc:
+                raise UserError(f"train.keep_checkpoints: {exc}") from None
+        return kept
 
     def _read_baseline(self) -> dict[str, Any] | None:
         """The dense run this one is compared with (`baseline_run`), checked before training starts."""
@@ -174,15 +217,10 @@ class Trainer:
             raise UserError(f"{path}: baseline_run has no training FLOPs/time to compare with")
         return base
 
-    def _apply_decision(self, decision: Decision, epoch: int) -> None:
-        record: dict[str, Any] = {"kind": "decision", "epoch": epoch, "method": self.method.name}
-        record.update(self.state.apply(decision))
-        record.update(decision.info)
-        self._log(record)
-
     # ------------------------------------------------------------------ logging
     def _log(self, record: dict[str, Any]) -> None:
         io.append_jsonl(self.metrics_path, record)
+        self._metrics_lines += 1
         if self.tb_writer is not None and record.get("kind") == "epoch":
             for key, value in record.items():
                 if isinstance(value, int | float) and key != "epoch":
@@ -203,135 +241,106 @@ class Trainer:
                     file=sys.stderr, dynamic_ncols=True)
 
     # ------------------------------------------------------------------ evaluation
-    @torch.no_grad()
     def evaluate(self, loader: BatchLoader) -> tuple[float, float]:
         """(mean loss, accuracy in 0..1) of the current model."""
-        model = self.state.model
-        model.eval()
-        loss_sum = torch.zeros((), device=self.device)
-        correct = torch.zeros((), device=self.device, dtype=torch.long)
-        count = 0
-        for images, labels in loader.iterate(0):
-            with self._autocast():
-                logits = model(images)
-            loss_sum += F.cross_entropy(logits.float(), labels, reduction="sum")
-            correct += (logits.argmax(1) == labels).sum()
-            count += labels.numel()
-        return loss_sum.item() / max(1, count), correct.item() / max(1, count)
+        return evaluate(self.state.model, loader, amp=self.cfg.train.amp)
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
-        if not self.cfg.train.amp:
-            return contextlib.nullcontext()
-        # bfloat16 on every device: it needs no loss scaling.
-        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        return autocast(self.cfg.train.amp, self.device)
 
     # ------------------------------------------------------------------ the run
     def fit(self) -> dict[str, Any]:
         t = self.cfg.train
         self._setup()
-        start_epoch, step = self._restore() if self._resuming else (0, 0)
+        step, tally = self._restore() if self._resuming else (0, None)
         initial = self.method.on_train_start(self.ctx)  # methods check their parameters against the run here
-        if not self._resuming:  # only now is the run known to be able to start: nothing is written before
+        if self._resuming:
+            self._restore_method_tensors()
+        else:  # only now is the run known to be able to start: nothing is written before
             self.run_dir.mkdir(parents=True, exist_ok=True)
             io.write_yaml(self.run_dir / "config.yaml", self.cfg.to_dict())
         if t.tensorboard:
             self._open_tensorboard()
-        if initial is not None and start_epoch == 0:
-            self._apply_decision(initial, -1)
-        if start_epoch == 0:
+        if initial is not None and step == 0:
+            self.loop.apply(initial, where="start")
+        if not self._resuming:
+            self.state.build_method_optimizer()
+        if step == 0:
             self._say(f"training {self.cfg.model.name} ({count_params(self.state.model):,} params, "
                       f"{self.state.macs / 1e6:.2f}M MACs) with {self.method.name} for {t.epochs} epochs on "
                       f"{self.device}; run dir {self.run_dir}")
         else:
-            self._say(f"resuming {self.run_dir} at epoch {start_epoch + 1}/{t.epochs}")
-
-        for epoch in range(start_epoch, t.epochs):
-            self.ctx.epoch = epoch
-            torch.manual_seed(derived_seed(t.seed, 0xE90C, epoch))  # dropout and other global-RNG users
-            record, step = self._train_epoch(epoch, step)
-            self._log(record)
-            self._say(f"epoch {epoch + 1}/{t.epochs}  loss {record['train_loss']:.4f}  "
-                      f"train {100 * record['train_accuracy']:.2f}%  test {100 * record['test_accuracy']:.2f}%  "
-                      f"{record['epoch_time_s']:.1f}s  {self.state.macs / 1e6:.2f}M MACs")
-            self.state.sync()
-            decision = self.method.on_epoch_end(epoch, self.ctx)
-            if decision is not None:
-                self._apply_decision(decision, epoch)
-                self._last_eval = None  # the network changed
-            if (epoch + 1) % t.checkpoint_every == 0 or epoch + 1 == t.epochs:
-                self._save_checkpoint(epoch + 1, step)
+            spe = len(self.train_loader)
+            self._say(f"resuming {self.run_dir} at epoch {step // spe + 1}/{t.epochs}, step {step % spe}/{spe}")
+        self.loop.run(start_step=step, tally=tally)
         return self._finish()
 
-    def _train_epoch(self, epoch: int, step: int) -> tuple[dict[str, Any], int]:
-        t = self.cfg.train
-        model, optimizer = self.state.model, self.state.optimizer
-        steps_per_epoch = len(self.train_loader)
-        model.train()
-        loss_sum = torch.zeros((), device=self.device)
-        correct = torch.zeros((), device=self.device, dtype=torch.long)
-        seen, data_time, lr = 0, 0.0, 0.0
-        bar = self._progress(steps_per_epoch, epoch)
-        start = time.perf_counter()
-        batches = iter(self.train_loader.iterate(epoch))
-        while True:
-            fetch = time.perf_counter()
-            try:
-                images, labels = next(batches)
-            except StopIteration:
-                break
-            data_time += time.perf_counter() - fetch
-            lr = learning_rate(step, steps_per_epoch, t.epochs, self.cfg.optim.lr, self.cfg.schedule)
-            set_learning_rate(optimizer, lr)
-            with self._autocast():
-                logits = model(images)
-                loss = F.cross_entropy(logits.float(), labels, label_smoothing=t.label_smoothing)
-            total = loss + self.method.regularizer(model)
-            optimizer.zero_grad(set_to_none=True)
-            total.backward()
-            self.method.after_backward(model)
-            optimizer.step()
-            self.method.after_step(model)
-            step += 1
-            loss_sum += loss.detach() * labels.numel()
-            correct += (logits.detach().argmax(1) == labels).sum()
-            seen += labels.numel()
-            if bar is not None:
-                bar.update(1)
-            if self.on_step is not None:
-                self.on_step(step)
-        if bar is not None:
-            bar.close()
-        epoch_time = time.perf_counter() - start
-        train_loss = loss_sum.item() / max(1, seen)
-        if not math.isfinite(train_loss):
-            raise UserError(f"training diverged in epoch {epoch + 1} (loss {train_loss}); lower optim.lr")
-        cost = self.ledger.record_epoch(epoch, self.state.macs, seen, epoch_time)
+    # ------------------------------------------------------------------ loop hooks
+    def after_step(self, loop: TrainingLoop) -> None:
+        if self._bar is None:
+            self._bar = self._progress(loop.steps_per_epoch, loop.epoch)
+        if self._bar is not None:
+            self._bar.update(1)
+        every = self.cfg.train.checkpoint_every_steps
+        mid_epoch = loop.step % loop.steps_per_epoch != 0  # epoch ends checkpoint in after_epoch
+        if mid_epoch and ((every and loop.step % every == 0) or loop.step in self.kept_steps):
+            self._save_checkpoint(loop, mid_epoch=True)
+        if self.on_step is not None:
+            self.on_step(loop.step)
+
+    def on_decision(self, loop: TrainingLoop, record: dict[str, Any]) -> None:
+        self._log(record)
+        self._last_eval = None  # the network changed
+
+    def on_epoch_trained(self, loop: TrainingLoop, stats: dict[str, Any]) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
         self._last_eval = test_loss, test_acc = self.evaluate(self.test_loader)
-        record: dict[str, Any] = {
-            "kind": "epoch", "epoch": epoch, "step": step, "lr": lr, "train_loss": train_loss,
-            "train_accuracy": correct.item() / max(1, seen), "test_loss": test_loss, "test_accuracy": test_acc,
-            "epoch_time_s": epoch_time, "data_time_s": data_time, "macs": self.state.macs,
-            "params": count_params(model), "train_flops": cost["train_flops"],
-        }
+        record: dict[str, Any] = {"kind": "epoch", **stats, "test_loss": test_loss, "test_accuracy": test_acc}
         if self.val_loader is not None:
             record["val_loss"], record["val_accuracy"] = self.evaluate(self.val_loader)
-        return record, step
+        self._log(record)
+        self._say(f"epoch {stats['epoch'] + 1}/{self.cfg.train.epochs}  loss {stats['train_loss']:.4f}  "
+                  f"train {100 * stats['train_accuracy']:.2f}%  test {100 * test_acc:.2f}%  "
+                  f"{stats['epoch_time_s']:.1f}s  {self.state.macs / 1e6:.2f}M MACs")
+
+    def after_epoch(self, loop: TrainingLoop) -> None:
+        done = loop.step // loop.steps_per_epoch
+        t = self.cfg.train
+        if done % t.checkpoint_every == 0 or done == t.epochs or loop.step in self.kept_steps:
+            self._save_checkpoint(loop, mid_epoch=False)
 
     # ------------------------------------------------------------------ checkpoints
-    def _save_checkpoint(self, epoch: int, step: int) -> None:
+    def _save_checkpoint(self, loop: TrainingLoop, mid_epoch: bool) -> None:
         s = self.state
+        state: dict[str, Any] = {"plan": s.plan.to_json() if s.plan is not None else None,
+                                 "method": self.method.state_dict(), "ledger": self.ledger.to_json(),
+                                 "metrics_lines": self._metrics_lines}
+        extra: dict[str, dict[str, torch.Tensor]] = {}
+        if mid_epoch:
+            state["tally"] = loop.current_tally().to_json()
+            extra["rng"] = {"cpu": torch.get_rng_state()}
+            if self.device.type == "cuda":
+                extra["rng"]["cuda"] = torch.cuda.get_rng_state(self.device)
+        if s.masks is not None:
+            extra["masks"] = s.masks.to_tensors()
+        method_tensors = {**self.method.state_tensors(),
+                          **{f"param/{k}": v.detach() for k, v in self.method.method_parameters().items()}}
+        if method_tensors:
+            extra["method"] = method_tensors
+        opt_tensors, opt_scalars = flatten_optimizer_state(s.method_optimizer_state())
+        if opt_tensors or opt_scalars:
+            extra["method_optimizer"] = opt_tensors
+            state["method_optimizer_scalars"] = opt_scalars
         data = ckpt.CheckpointData(
-            epoch=epoch,
-            model=s.model.state_dict(),
-            optimizer=optimizer_state_by_name(s.optimizer, s.model),
-            state={"step": step, "plan": s.plan.to_json() if s.plan is not None else None,
-                   "method": self.method.state_dict(), "ledger": self.ledger.to_json()},
+            epoch=loop.step // loop.steps_per_epoch, step=loop.step, model=s.model.state_dict(),
+            optimizer=optimizer_state_by_name(s.optimizer, s.model), state=state,
             supernet=s.supernet.state_dict() if s.pruned else None,
-            supernet_optimizer=s.bank_state if s.pruned else None,
-        )
-        ckpt.save_checkpoint(self.run_dir / "checkpoints", data)
+            supernet_optimizer=s.bank_state if s.pruned else None, extra=extra)
+        ckpt.save_checkpoint(self.run_dir / "checkpoints", data, keep_as=self.kept_steps.get(loop.step))
 
-    def _restore(self) -> tuple[int, int]:
+    def _restore(self) -> tuple[int, EpochTally | None]:
         data = ckpt.load_checkpoint(self.run_dir / "checkpoints")
         for key in ("step", "ledger"):
             if key not in data.state:
@@ -340,14 +349,55 @@ class Trainer:
         if data.state.get("plan") is not None:
             ckpt.load_state_strict(self.state.supernet, data.supernet or {}, "checkpoint supernet")
             plan = ChannelPlan.from_json(data.state["plan"])
-        self.state.restore(plan, data.model, data.optimizer, data.supernet_optimizer, ckpt.load_state_strict)
+        masks = WeightMasks(data.extra["masks"]) if "masks" in data.extra else None
+        self.state.restore(plan, data.model, data.optimizer, data.supernet_optimizer, ckpt.load_state_strict,
+                           masks=masks)
         self.method.load_state_dict(data.state.get("method", {}))
-        self.ledger = TrainingCostLedger.from_json(data.state["ledger"])
-        # Drop metric lines written after this checkpoint: the interrupted epoch is run again.
-        if self.metrics_path.exists():
-            kept = [r for r in io.read_jsonl(self.metrics_path) if r.get("epoch", -1) < data.epoch]
-            io.write_text(self.metrics_path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in kept))
-        return data.epoch, int(data.state["step"])
+        self.ledger = self.loop.ledger = TrainingCostLedger.from_json(data.state["ledger"])
+        self._checkpoint = data
+        self._truncate_metrics(data)
+        tally = None
+        if "tally" in data.state:
+            tally = EpochTally.from_json(data.state["tally"])
+            rng = data.extra.get("rng", {})
+            if "cpu" not in rng:
+                raise UserError(f"{self.run_dir / 'checkpoints'}: mid-epoch checkpoint lacks its RNG state")
+            torch.set_rng_state(rng["cpu"])
+            if "cuda" in rng and self.device.type == "cuda":
+                torch.cuda.set_rng_state(rng["cuda"], self.device)
+        step = data.step
+        if not 0 <= step <= len(self.train_loader) * self.cfg.train.epochs:
+            raise UserError(f"{self.run_dir / 'checkpoints'}: checkpoint step {step} is outside this run")
+        return step, tally
+
+    def _truncate_metrics(self, data: ckpt.CheckpointData) -> None:
+        """Drop metric lines written after the checkpoint: the steps after it are run again."""
+        if not self.metrics_path.exists():
+            return
+        records = io.read_jsonl(self.metrics_path)
+        if "metrics_lines" in data.state:
+            kept = records[: int(data.state["metrics_lines"])]
+        else:  # checkpoints written before metrics_lines existed are at epoch ends
+            kept = [r for r in records if r.get("epoch", -1) < data.epoch]
+        io.write_text(self.metrics_path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in kept))
+        self._metrics_lines = len(kept)
+
+    def _restore_method_tensors(self) -> None:
+        """After on_train_start on resume: the method's tensors, its parameters and their optimizer."""
+        data = self._checkpoint
+        tensors = data.extra.get("method", {})
+        params = self.method.method_parameters()
+        with torch.no_grad():
+            for name, param in params.items():
+                key = f"param/{name}"
+                if key not in tensors or tensors[key].shape != param.shape:
+                    raise UserError(f"checkpoint lacks the method's parameter {name!r} (or its shape differs)")
+                param.copy_(tensors[key])
+        self.method.load_state_tensors({k: v for k, v in tensors.items() if not k.startswith("param/")})
+        self.state.build_method_optimizer()
+        state = unflatten_optimizer_state(data.extra.get("method_optimizer", {}),
+                                          data.state.get("method_optimizer_scalars", {}))
+        self.state.load_method_optimizer_state(state)
 
     # ------------------------------------------------------------------ the end
     def _open_tensorboard(self) -> None:
@@ -361,6 +411,8 @@ class Trainer:
         s = self.state
         save_pruned_model(self.run_dir / "model", s.model, s.plan or ChannelPlan(), self.spec,
                           policy=self.method.channel_policy or "all")
+        if s.masks is not None:
+            s.masks.save(self.run_dir / "model" / "masks.safetensors")
         test_loss, test_acc = self._last_eval or self.evaluate(self.test_loader)
         totals = self.ledger.totals()
         summary: dict[str, Any] = {
@@ -370,6 +422,8 @@ class Trainer:
             "dense_params": count_params(s.supernet), "dense_macs": count_macs(s.supernet, self.example_inputs),
             "train_time_s": totals["train_time_s"], "train_flops": totals["train_flops"],
         }
+        if s.masks is not None:
+            summary["weight_density"] = s.masks.density()
         if self.baseline is not None:
             summary["train_flops_saved"] = 1.0 - summary["train_flops"] / self.baseline["train_flops"]
             summary["train_time_saved"] = 1.0 - summary["train_time_s"] / self.baseline["train_time_s"]
@@ -377,4 +431,3 @@ class Trainer:
         if self.tb_writer is not None:
             self.tb_writer.close()
         return summary
-
