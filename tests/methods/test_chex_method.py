@@ -10,7 +10,7 @@ from prunekit.config import load_config
 from prunekit.methods import METHODS, build_method
 from prunekit.methods.base import TrainContext
 from prunekit.methods.chex import CHEX
-from prunekit.methods.structured import PruneRegrowParams
+from prunekit.methods.prune_regrow import PruneRegrowParams
 from prunekit.models import create_model
 from prunekit.train.trainer import Trainer
 

@@ -13,8 +13,8 @@ from prunekit.channels import ChannelPlan, channel_groups
 from prunekit.config import load_config
 from prunekit.methods import METHODS, build_method
 from prunekit.methods.base import TrainContext
+from prunekit.methods.prune_regrow import PruneRegrowParams
 from prunekit.methods.reprune import REPrune
-from prunekit.methods.structured import PruneRegrowParams
 from prunekit.models import create_model
 from prunekit.train.trainer import Trainer
 

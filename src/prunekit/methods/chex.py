@@ -15,7 +15,7 @@ import torch
 
 from prunekit.criteria import chex_leverage_select
 from prunekit.methods import METHODS
-from prunekit.methods.structured import GroupSelection, PruneRegrowMethod, PruneRegrowParams
+from prunekit.methods.prune_regrow import GroupSelection, PruneRegrowMethod, PruneRegrowParams
 
 
 @METHODS.register("chex")

@@ -15,7 +15,7 @@ import torch
 
 from prunekit.criteria import reprune_select_detailed
 from prunekit.methods import METHODS
-from prunekit.methods.structured import GroupSelection, PruneRegrowMethod, PruneRegrowParams
+from prunekit.methods.prune_regrow import GroupSelection, PruneRegrowMethod, PruneRegrowParams
 
 
 @METHODS.register("reprune")

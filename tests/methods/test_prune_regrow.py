@@ -14,7 +14,7 @@ from prunekit.errors import UserError
 from prunekit.measure import count_macs
 from prunekit.methods.base import TrainContext
 from prunekit.methods.chex import CHEX
-from prunekit.methods.structured import (
+from prunekit.methods.prune_regrow import (
     PruneRegrowParams,
     is_decision_epoch,
 )

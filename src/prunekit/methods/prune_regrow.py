@@ -1,8 +1,8 @@
-"""Shared parts of the prune-and-regrow channel methods (REPrune, CHEX): the schedule, the per-group tensors the
-criteria read from the supernet, the MACs of a plan and the search for a sparsity that meets a MACs target, and
-`PruneRegrowMethod`, the CHEX schedule (REPrune Alg. 2) with the selection step left to a subclass.
+"""The prune-and-regrow schedule of REPrune and CHEX: `PruneRegrowMethod`, the CHEX schedule as REPrune Alg. 2
+uses it, with the selection step left to a subclass (`reprune.py`: Alg. 1, `chex.py`: leverage scores).
 
-Everything reads the supernet (full width, most-recently-used values at removed channels) and the plan in force.
+It reads the supernet (full width, most-recently-used values at removed channels) and the plan in force through
+`channels.readers`; a MACs target goes through `methods.budget`.
 """
 
 from __future__ import annotations
@@ -29,8 +29,6 @@ from prunekit.errors import UserError
 from prunekit.methods.base import Decision, Method, TrainContext
 from prunekit.methods.budget import MacsBudget, PlanMacs
 from prunekit.seeding import derived_seed
-
-# ---------------------------------------------------------------------------------------------- small helpers
 
 
 def is_decision_epoch(t: int, t_prune: int, interval: int) -> bool:
