@@ -29,31 +29,33 @@ from prunekit.criteria.hrank import DEFAULT_RANK_BATCHES
 from prunekit.errors import UserError
 from prunekit.methods import METHODS
 from prunekit.methods.base import TrainContext
-from prunekit.methods.group_rules import PruneOnceMethod, check_rate, require_prune_epoch
+from prunekit.methods.params import MIN_CHANNELS_HELP, POLICY_HELP, ChannelParams, check_rate, param
+from prunekit.methods.prune_once import PruneOnceMethod
 
 
 @dataclasses.dataclass
-class HRankParams:
+class HRankParams(ChannelParams):
     """method.params of `hrank`."""
 
-    prune_epoch: int = -1  # required: epochs trained before ranks are measured (0: at initialisation)
-    rates: float | list[float] | dict[str, float] = 0.5  # fraction of each group's filters to remove
-    rank_batches: int = DEFAULT_RANK_BATCHES  # official --limit: 5 batches
-    policy: Literal["internal", "all"] = "internal"
-    min_channels: int = 1
+    prune_epoch: int = param(-1, "required: epochs trained before the ranks are measured (0: at initialisation)")
+    rates: float | list[float] | dict[str, float] = param(
+        0.5, "fraction of each group's filters to remove: one rate, one per group in module order, or "
+             "{group name: rate} (groups not named keep all their channels)")
+    rank_batches: int = param(DEFAULT_RANK_BATCHES, "training batches the ranks are averaged over (official "
+                                                    "--limit: 5)")
+    policy: Literal["internal", "all"] = param("internal", POLICY_HELP)
+    min_channels: int = param(1, MIN_CHANNELS_HELP)
 
     def __post_init__(self) -> None:
-        require_prune_epoch(self.prune_epoch)
+        self.check_channel_params()
         values = (self.rates.values() if isinstance(self.rates, dict)
                   else self.rates if isinstance(self.rates, list) else [self.rates])
         for rate in values:
             if not isinstance(rate, int | float) or isinstance(rate, bool):
                 raise UserError(f"method.params.rates must hold numbers in [0, 1], got {rate!r}")
-            check_rate(float(rate), "method.params.rates")
+            check_rate(float(rate), "rates")
         if self.rank_batches < 1:
             raise UserError(f"method.params.rank_batches must be >= 1, got {self.rank_batches}")
-        if self.min_channels < 1:
-            raise UserError(f"method.params.min_channels must be >= 1, got {self.min_channels}")
 
 
 def rates_per_group(rates: float | list[float] | dict[str, float], groups: list[ChannelGroup]) -> dict[str, float]:

@@ -18,43 +18,58 @@ the search is an integer bisection over those steps (`budget.MacsBudget`) with t
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
-from typing import Any, Literal
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import nn
 
 from prunekit.channels import ChannelGroup, ChannelPlan, macs_estimator, plan_macs
 from prunekit.channels.readers import group_gammas, l1_group_scores, masked_copy
+from prunekit.criteria import keep_top, prune_count
 from prunekit.errors import UserError
 from prunekit.measure import count_macs
 from prunekit.methods import METHODS
 from prunekit.methods.base import TrainContext
 from prunekit.methods.budget import MacsBudget, rate_steps
-from prunekit.methods.group_rules import PruneOnceMethod, check_rate, require_prune_epoch, uniform_keep
+from prunekit.methods.params import (
+    MIN_CHANNELS_HELP,
+    POLICY_HELP,
+    PRUNE_EPOCH_HELP,
+    TARGET_MACS_HELP,
+    ChannelParams,
+    check_rate,
+    param,
+)
+from prunekit.methods.prune_once import PruneOnceMethod
 
 
 @dataclasses.dataclass
-class OneShotParams:
+class OneShotParams(ChannelParams):
     """method.params of `l1_filter` and `bn_scale`: give exactly one of `rate` and `target_macs_ratio`."""
 
-    prune_epoch: int = -1  # required: epochs trained before pruning (0: prune at initialisation)
-    rate: float | None = None  # fraction of every group's channels to remove
-    target_macs_ratio: float | None = None  # fraction of the dense MACs to keep, in (0, 1]
-    policy: Literal["internal", "all"] = "internal"
-    min_channels: int = 1
+    amount_key: ClassVar[str] = "rate"
+
+    prune_epoch: int = param(-1, PRUNE_EPOCH_HELP)
+    rate: float | None = param(None, "fraction of every group's channels to remove, in [0, 1]: floor(rate * width) "
+                                     "go from each group. Give this or target_macs_ratio")
+    target_macs_ratio: float | None = param(None, f"{TARGET_MACS_HELP}: the smallest uniform rate that meets it")
+    policy: Literal["internal", "all"] = param("internal", POLICY_HELP)
+    min_channels: int = param(1, MIN_CHANNELS_HELP)
 
     def __post_init__(self) -> None:
-        require_prune_epoch(self.prune_epoch)
-        if (self.rate is None) == (self.target_macs_ratio is None):
-            raise UserError("method.params: give exactly one of rate (fraction of channels to remove) and "
-                            "target_macs_ratio (fraction of the dense MACs to keep)")
+        self.check_channel_params()
         if self.rate is not None:
-            check_rate(self.rate, "method.params.rate")
-        if self.target_macs_ratio is not None and not 0.0 < self.target_macs_ratio <= 1.0:
-            raise UserError(f"method.params.target_macs_ratio must lie in (0, 1], got {self.target_macs_ratio}")
-        if self.min_channels < 1:
-            raise UserError(f"method.params.min_channels must be >= 1, got {self.min_channels}")
+            check_rate(self.rate, "rate")
+
+
+def uniform_keep(scores: torch.Tensor, kept: Sequence[int], rate: float, size: int, min_channels: int) -> list[int]:
+    """Remove floor(rate * size) channels of the full group (counted against the full width, so rate 0.5
+    halves every group), the lowest-scoring among the channels still kept; at least `min_channels` stay."""
+    target = size - prune_count(size, rate)
+    target = max(min(target, len(kept)), min(min_channels, len(kept)))
+    chosen = keep_top(scores[list(kept)].double(), target)
+    return sorted(kept[i] for i in chosen)
 
 
 class OneShotPruning(PruneOnceMethod):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 
@@ -28,6 +28,7 @@ from prunekit.criteria import (
 from prunekit.errors import UserError
 from prunekit.methods.base import Decision, Method, TrainContext
 from prunekit.methods.budget import MacsBudget, PlanMacs
+from prunekit.methods.params import MIN_CHANNELS_HELP, POLICY_HELP, TARGET_MACS_HELP, ChannelParams, param
 from prunekit.seeding import derived_seed
 
 
@@ -48,43 +49,36 @@ def round_up(count: int, round_to: int, size: int) -> int:
 
 
 @dataclasses.dataclass
-class PruneRegrowParams:
+class PruneRegrowParams(ChannelParams):
     """Parameters of REPrune and CHEX (method.params in a config). Give `sparsity` or `target_macs_ratio`.
 
-    sparsity: global channel sparsity s (fraction of the prunable groups' channels removed at the end).
-    target_macs_ratio: alternatively, the fraction of the dense MACs to keep (e.g. 0.5). Each decision then finds
-        the smallest global sparsity k/N whose Eq. 8/9 allocation (with round_to and min_channels) reaches it, by
-        bisection over k (the initial plan: the smallest such uniform sparsity). That sparsity moves as the
-        allocation moves: once the BN scales favour cheap layers it can fall below the initial s - delta_0, and
-        the next decision then regrows more than it prunes.
-    t_prune: last epoch (counted from 1) with a decision; the plan is final afterwards (T_prune).
-    interval: epochs between decisions (dT).
-    delta0: initial regrowth factor delta_0: the initial plan prunes at s - delta_0, and decision t regrows
-        the channels between the allocations at s and s - delta_t, delta_t = delta_0 (1 + cos(pi t / T_prune))/2.
-    policy: "internal" (REPrune's ResNet rule: only groups with one writer, e.g. BasicBlock conv1) or "all".
-    round_to: kept counts are rounded up to a multiple of this (1: no rounding), adding the removed channels with
-        the largest regrowth scores (initial plan: the largest L1 norms). With `sparsity` the final plan is
-        then less sparse than s; a MACs target accounts for the rounding.
-    min_channels: every group keeps at least this many channels.
+    With `target_macs_ratio`, each decision finds the smallest global sparsity k/N whose Eq. 8/9 allocation
+    (with round_to and min_channels) reaches it, by bisection over k (the initial plan: the smallest such uniform
+    sparsity). That sparsity moves as the allocation moves: once the BN scales favour cheap layers it can fall
+    below the initial s - delta_0, and the next decision then regrows more than it prunes. `round_to` adds the
+    removed channels with the largest regrowth scores (initial plan: the largest L1 norms); with `sparsity` the
+    final plan is then less sparse than s, while a MACs target accounts for the rounding.
     """
 
-    sparsity: float | None = None
-    target_macs_ratio: float | None = None
-    t_prune: int = 96
-    interval: int = 2
-    delta0: float = 0.2
-    policy: Literal["internal", "all"] = "internal"
-    round_to: int = 1
-    min_channels: int = 1
+    amount_key: ClassVar[str] = "sparsity"
 
-    def check(self) -> None:
+    sparsity: float | None = param(None, "global channel sparsity s: the fraction of the prunable groups' channels "
+                                         "removed at the end, in [0, 1). Give this or target_macs_ratio")
+    target_macs_ratio: float | None = param(None, f"{TARGET_MACS_HELP}: each decision bisects for the smallest "
+                                                  "global sparsity k/N whose Eq. 8/9 allocation meets it")
+    t_prune: int = param(96, "T_prune: the last epoch (counted from 1) with a decision; the plan is final after it")
+    interval: int = param(2, "dT: epochs between decisions")
+    delta0: float = param(0.2, "delta_0, the initial regrowth factor, in [0, 1]: the initial plan prunes at "
+                               "s - delta_0; decision t regrows between s and s - delta_t (cosine decay)")
+    policy: Literal["internal", "all"] = param("internal", POLICY_HELP)
+    round_to: int = param(1, "kept counts are rounded up to a multiple of this (1: no rounding)")
+    min_channels: int = param(1, MIN_CHANNELS_HELP)
+
+    def __post_init__(self) -> None:
+        self.check_channel_params()
         prefix = "method.params."
-        if (self.sparsity is None) == (self.target_macs_ratio is None):
-            raise UserError(f"give exactly one of {prefix}sparsity and {prefix}target_macs_ratio")
         if self.sparsity is not None and not 0.0 <= self.sparsity < 1.0:
             raise UserError(f"{prefix}sparsity must be in [0, 1), got {self.sparsity}")
-        if self.target_macs_ratio is not None and not 0.0 < self.target_macs_ratio <= 1.0:
-            raise UserError(f"{prefix}target_macs_ratio must be in (0, 1], got {self.target_macs_ratio}")
         if self.t_prune < 1:
             raise UserError(f"{prefix}t_prune must be >= 1, got {self.t_prune}")
         if self.interval < 1:
@@ -93,8 +87,6 @@ class PruneRegrowParams:
             raise UserError(f"{prefix}delta0 must be in [0, 1], got {self.delta0}")
         if self.round_to < 1:
             raise UserError(f"{prefix}round_to must be >= 1, got {self.round_to}")
-        if self.min_channels < 1:
-            raise UserError(f"{prefix}min_channels must be >= 1, got {self.min_channels}")
 
 
 @dataclasses.dataclass
@@ -125,7 +117,6 @@ class PruneRegrowMethod(Method):
 
     def __init__(self, params: PruneRegrowParams | None = None) -> None:
         self.params = params or PruneRegrowParams(sparsity=0.5)
-        self.params.check()
         self.channel_policy = self.params.policy
         self.groups: list[ChannelGroup] = []
         self.skipped: list[str] = []

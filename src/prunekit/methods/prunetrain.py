@@ -11,7 +11,7 @@
   instead call `calibrate(ce_loss, model)` with its real first loss before the first `regularizer` call.
 - Every `interval` epochs (Step 4): a channel is sparse for a layer when all its weights there have
   |w| < threshold; a channel of a group is removed only when it is sparse for every layer that writes it and
-  every layer that reads it (`group_rules.prunetrain_removable`). On residual streams (policy "all") that is
+  every layer that reads it (`prunetrain_removable`). On residual streams (policy "all") that is
   the union of the dense channels of all writers and readers ("channel union"). The new plan only shrinks the
   old one; a group never drops below `min_channels` (PruneTrain instead removes a residual branch whose conv
   reaches zero channels; we keep its `min_channels` strongest channels).
@@ -22,42 +22,81 @@ from __future__ import annotations
 import dataclasses
 import time
 import weakref
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from prunekit.channels import ChannelPlan
-from prunekit.channels.readers import group_square_norms, kept_fraction, masked_copy, removed_counts
-from prunekit.criteria import calibrate_group_lasso_weight, group_lasso_layers, group_lasso_penalty_from_layers
+from prunekit.channels import ChannelGroup, ChannelPlan
+from prunekit.channels.readers import group_square_norms, kept_fraction, masked_copy, removed_counts, sparse_sides
+from prunekit.criteria import (
+    calibrate_group_lasso_weight,
+    group_lasso_layers,
+    group_lasso_penalty_from_layers,
+    keep_top,
+    removable_channels,
+    sparse_channel_masks,
+)
 from prunekit.criteria.group_lasso import PRUNETRAIN_THRESHOLD, GroupLassoLayer
 from prunekit.errors import UserError
 from prunekit.measure import train_mode
 from prunekit.methods import METHODS
 from prunekit.methods.base import Decision, Method, TrainContext
-from prunekit.methods.group_rules import prunetrain_removable, shrink_keep
+from prunekit.methods.params import MIN_CHANNELS_HELP, ChannelParams, param
 
 
 @dataclasses.dataclass
-class PruneTrainParams:
-    """method.params of `prunetrain`."""
+class PruneTrainParams(ChannelParams):
+    """method.params of `prunetrain` (its channel policy is always "all")."""
 
-    penalty_ratio: float = 0.2  # r: the group lasso's share of the first batch's total loss
-    interval: int = 10  # epochs between reconfigurations (paper: 10 on CIFAR, 5 on ImageNet)
-    threshold: float = PRUNETRAIN_THRESHOLD  # |w| below this counts as zero
-    min_channels: int = 1  # no group ever shrinks below this
-    exclude: list[str] = dataclasses.field(default_factory=list)  # modules left out of the group lasso
+    penalty_ratio: float = param(0.2, "r: the group lasso's share of the first batch's total loss, in (0, 1)")
+    interval: int = param(10, "epochs between reconfigurations (paper: 10 on CIFAR, 5 on ImageNet)")
+    threshold: float = param(PRUNETRAIN_THRESHOLD, "|w| below this counts as zero (PruneTrain: 1e-4)")
+    min_channels: int = param(1, MIN_CHANNELS_HELP)
+    exclude: list[str] = param(help="module names (with their submodules) left out of the group lasso",
+                               factory=list)
 
     def __post_init__(self) -> None:
+        self.check_channel_params()
         if not 0.0 < self.penalty_ratio < 1.0:
             raise UserError(f"method.params.penalty_ratio must lie in (0, 1), got {self.penalty_ratio}")
         if self.interval < 1:
             raise UserError(f"method.params.interval must be a positive number of epochs, got {self.interval}")
         if not self.threshold > 0:
             raise UserError(f"method.params.threshold must be positive, got {self.threshold}")
-        if self.min_channels < 1:
-            raise UserError(f"method.params.min_channels must be >= 1, got {self.min_channels}")
+
+
+def prunetrain_removable(model: nn.Module, groups: Sequence[ChannelGroup],
+                         threshold: float) -> dict[str, torch.Tensor]:
+    """Per group: True where the channel is sparse for EVERY writer and EVERY reader (PruneTrain Step 4).
+
+    `model` is `masked_copy(supernet, plan, groups)`: channels the plan already removed are zero there and count
+    as sparse. On a single-producer group this is "sparse as the output of layer l and as the input of layer
+    l+1"; on a residual stream (several writers and readers) it keeps the union of the dense channels of all of
+    them ("channel union").
+    """
+    masks = sparse_channel_masks(model, threshold)
+    result: dict[str, torch.Tensor] = {}
+    for group in groups:
+        writers, readers = sparse_sides(model, group, masks)
+        if not writers or not readers:
+            result[group.name] = torch.zeros(group.size, dtype=torch.bool)  # cannot judge: keep everything
+            continue
+        result[group.name] = removable_channels(writers, readers)
+    return result
+
+
+def shrink_keep(kept: Sequence[int], remove: set[int], scores: torch.Tensor, min_channels: int) -> list[int]:
+    """`kept` minus `remove`, but never fewer than min(min_channels, len(kept)) channels: when too few would
+    survive, the highest-scoring channels of `kept` stay (ties: lower index)."""
+    survivors = [c for c in kept if c not in remove]
+    floor = min(min_channels, len(kept))
+    if len(survivors) >= floor:
+        return survivors
+    chosen = keep_top(scores[list(kept)].double(), floor)
+    return sorted(kept[i] for i in chosen)
 
 
 def first_batch_loss(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:

@@ -30,28 +30,28 @@ from prunekit.criteria import bn_layers, l1_subgradient_, slimming_keep, slimmin
 from prunekit.errors import UserError
 from prunekit.methods import METHODS
 from prunekit.methods.base import Decision, TrainContext
-from prunekit.methods.group_rules import PruneOnceMethod, require_prune_epoch
+from prunekit.methods.params import MIN_CHANNELS_HELP, POLICY_HELP, ChannelParams, param
+from prunekit.methods.prune_once import PruneOnceMethod
 
 
 @dataclasses.dataclass
-class SlimmingParams:
+class SlimmingParams(ChannelParams):
     """method.params of `slimming`."""
 
-    prune_epoch: int = -1  # required: epochs of sparsity training before the cut (0: cut at initialisation)
-    percentile: float = 0.5  # fraction of the prunable channels to remove, in [0, 1)
-    s: float = 1e-4  # L1 strength on BN scales (1e-5 for ResNets)
-    policy: Literal["internal", "all"] = "internal"
-    min_channels: int = 1
+    prune_epoch: int = param(-1, "required: epochs of sparsity training before the cut (0: cut at initialisation)")
+    percentile: float = param(0.5, "fraction of the prunable channels to remove in one global |gamma| cut, "
+                                   "in [0, 1)")
+    s: float = param(1e-4, "L1 strength on the BN scales (official: 1e-4 for VGG, 1e-5 for ResNets)")
+    policy: Literal["internal", "all"] = param("internal", POLICY_HELP)
+    min_channels: int = param(1, MIN_CHANNELS_HELP)
 
     def __post_init__(self) -> None:
-        require_prune_epoch(self.prune_epoch)
+        self.check_channel_params()
         if not 0.0 <= self.percentile < 1.0:
             raise UserError(f"method.params.percentile is the fraction of channels to prune, in [0, 1); "
                             f"got {self.percentile}")
         if self.s < 0:
             raise UserError(f"method.params.s must be >= 0, got {self.s}")
-        if self.min_channels < 1:
-            raise UserError(f"method.params.min_channels must be >= 1, got {self.min_channels}")
 
 
 @METHODS.register("slimming")

@@ -38,7 +38,7 @@ import copy
 import dataclasses
 import time
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch_pruning as tp
@@ -51,7 +51,8 @@ from prunekit.measure import count_macs
 from prunekit.methods import METHODS
 from prunekit.methods.base import TrainContext
 from prunekit.methods.budget import MacsBudget
-from prunekit.methods.group_rules import PruneOnceMethod, require_prune_epoch
+from prunekit.methods.params import PRUNE_EPOCH_HELP, TARGET_MACS_HELP, ChannelParams, param
+from prunekit.methods.prune_once import PruneOnceMethod
 
 IMPORTANCES = ("bn_scale", "group_norm")
 
@@ -60,28 +61,28 @@ Removal = tuple[str, bool, Sequence[int]]
 
 
 @dataclasses.dataclass
-class TorchPruningParams:
+class TorchPruningParams(ChannelParams):
     """method.params of `torch_pruning`: give exactly one of `pruning_ratio` and `target_macs_ratio`."""
 
-    prune_epoch: int = -1  # required: epochs trained before pruning (0: prune at initialisation)
-    importance: Literal["bn_scale", "group_norm"] = "bn_scale"
-    pruning_ratio: float | None = None  # Torch-Pruning's channel pruning ratio, in [0, 1)
-    target_macs_ratio: float | None = None  # fraction of the dense MACs to keep, in (0, 1]
-    policy: Literal["internal", "all"] = "all"  # which groups Torch-Pruning may touch (residual streams: "all")
+    amount_key: ClassVar[str] = "pruning_ratio"
+
+    prune_epoch: int = param(-1, PRUNE_EPOCH_HELP)
+    importance: Literal["bn_scale", "group_norm"] = param(
+        "bn_scale", "Torch-Pruning importance: BNScaleImportance (|gamma|) or GroupMagnitudeImportance (group L2)")
+    pruning_ratio: float | None = param(None, "Torch-Pruning's channel pruning ratio, in [0, 1): every group keeps "
+                                              "int(n * (1 - ratio)). Give this or target_macs_ratio")
+    target_macs_ratio: float | None = param(None, f"{TARGET_MACS_HELP}: the smallest ratio that meets it")
+    policy: Literal["internal", "all"] = param("all", "which groups Torch-Pruning may touch: \"all\" (residual "
+                                                      "streams too) or \"internal\"")
 
     def __post_init__(self) -> None:
-        require_prune_epoch(self.prune_epoch)
+        self.check_channel_params()
         if self.importance not in IMPORTANCES:
             raise UserError(f"method.params.importance must be one of {', '.join(IMPORTANCES)}, "
                             f"got {self.importance!r}")
-        if (self.pruning_ratio is None) == (self.target_macs_ratio is None):
-            raise UserError("method.params: give exactly one of pruning_ratio (Torch-Pruning's channel pruning "
-                            "ratio) and target_macs_ratio (fraction of the dense MACs to keep)")
         if self.pruning_ratio is not None and not 0.0 <= self.pruning_ratio < 1.0:
             raise UserError(f"method.params.pruning_ratio must lie in [0, 1), got {self.pruning_ratio}")
         # a ratio that would empty the narrowest group is reported in make_plan, where the groups are known
-        if self.target_macs_ratio is not None and not 0.0 < self.target_macs_ratio <= 1.0:
-            raise UserError(f"method.params.target_macs_ratio must lie in (0, 1], got {self.target_macs_ratio}")
 
 
 def make_importance(name: str) -> tp.importance.Importance:
