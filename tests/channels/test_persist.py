@@ -226,6 +226,16 @@ def test_non_object_record(tmp_path: Path) -> None:
         load_pruned_model(directory)
 
 
+def test_deep_and_non_utf8_records(tmp_path: Path) -> None:
+    directory = crafted(tmp_path)
+    (directory / "pruned.json").write_text("[" * 100_000 + "]" * 100_000)  # a RecursionError before
+    with pytest.raises(UserError, match="nested"):
+        load_pruned_model(directory)
+    (directory / "pruned.json").write_bytes(b'{"format_version": 1, "model": "\xff\xfe"}')
+    with pytest.raises(UserError, match="UTF-8"):
+        load_pruned_model(directory)
+
+
 def test_model_fn_replaces_the_named_factory(tmp_path: Path) -> None:
     directory = crafted(tmp_path, model_name="somewhere.else:build")
     calls = []
