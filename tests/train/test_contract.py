@@ -156,3 +156,23 @@ def test_supernet_holds_masks_of_pruned_channels_across_a_regrowth():
     assert torch.equal(got[[0, 2, 3]], sub_mask)  # kept channels: the subnet's new masks
     assert torch.equal(got[1], full_mask[1])  # regrown channel: the mask it had
     assert torch.all(state.model.features.conv2.weight[~got.to(state.model.features.conv2.weight.device)] == 0)
+
+
+def test_a_run_started_from_a_kept_checkpoint_continues_the_original_run_exactly(tmp_path):
+    """StartPoint (weights, optimizer state, step k) from the checkpoint kept at step k: the rest of the run follows
+    the same learning rates and batches, so it ends with the original run's weights."""
+    from prunekit.train import checkpoint as ckpt
+    from prunekit.train.trainer import StartPoint
+
+    sets = ["data.name=synthetic", "data.synthetic_size=192", "data.synthetic_shape=[3, 16, 16]",
+            "model.name=small_cnn", "train.epochs=2", "train.batch_size=32", "train.threads=1",
+            "optim.lr=0.05", "train.keep_checkpoints=['4it']"]
+    Trainer(load_config(None, sets), tmp_path / "full", quiet=True).fit()
+    kept = ckpt.load_checkpoint(tmp_path / "full" / "checkpoints", name="4it")
+    start = StartPoint(weights=kept.model, optimizer=kept.optimizer, step=kept.step)
+    Trainer(load_config(None, sets), tmp_path / "rewound", quiet=True, start=start).fit()
+    a = io.load_tensors(tmp_path / "full" / "model" / "model.safetensors")
+    b = io.load_tensors(tmp_path / "rewound" / "model" / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    epochs = [r for r in io.read_jsonl(tmp_path / "rewound" / "metrics.jsonl") if r["kind"] == "epoch"]
+    assert [r["step"] for r in epochs] == [6, 12]

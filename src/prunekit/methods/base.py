@@ -112,6 +112,11 @@ class Method:
     def after_backward(self, model: nn.Module) -> None:
         """Gradients are available."""
 
+    def take_optimizer_step(self, step: int) -> bool:
+        """Whether optimizer step number `step` (from 1) is taken; False skips it (RigL takes no optimizer step on
+        a mask-update iteration). `after_backward` and `after_step` run either way."""
+        return True
+
     def after_step(self, model: nn.Module) -> None:
         """The optimizer has stepped and the state has set masked weights back to zero."""
 

@@ -198,7 +198,8 @@ class TrainingLoop:
         state.zero_grad()
         total.backward()
         method.after_backward(model)
-        state.step()
+        if method.take_optimizer_step(self.step + 1):
+            state.step()
         method.after_step(model)
         self.step += 1
         self.ctx.step = self.step

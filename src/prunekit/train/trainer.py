@@ -17,7 +17,8 @@ import hashlib
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,8 @@ import torch
 from torch import nn
 
 from prunekit import io
-from prunekit.channels import ChannelPlan, optimizer_state_by_name, save_pruned_model
+from prunekit.channels import ChannelPlan, load_optimizer_state_by_name, optimizer_state_by_name, save_pruned_model
+from prunekit.channels.optimizer_state import OptimizerState
 from prunekit.config import RunConfig, build_dataclass, read_yaml
 from prunekit.data import BatchLoader, DataSplits, load_data
 from prunekit.errors import UserError
@@ -97,12 +99,29 @@ def check_model_accepts(model: nn.Module, example_inputs: torch.Tensor, name: st
         raise UserError(f"model {name!r} does not accept inputs of shape {shape} ({first})") from None
 
 
+@dataclass
+class StartPoint:
+    """Where a fresh run starts instead of its seeded initialisation at step 0: a lottery-ticket level rewound to
+    step k, one of the two copies of a linear-mode-connectivity check, a federated client's round.
+
+    weights: a full state_dict of the model (the supernet), loaded strictly; masks: weight masks put in force
+    before the first step; step: the global step to start at (the learning rate follows the schedule from there);
+    optimizer: by-name optimizer state to start with (None: a fresh optimizer)."""
+
+    weights: Mapping[str, torch.Tensor] | None = None
+    masks: Mapping[str, torch.Tensor] | None = None
+    step: int = 0
+    optimizer: OptimizerState | None = None
+
+
 class Trainer(LoopHooks):
-    """Train `cfg` into `run_dir`. `on_step(global_step)` is called after every optimizer step."""
+    """Train `cfg` into `run_dir`. `on_step(global_step)` is called after every optimizer step; `start` starts a
+    fresh run from given weights, masks and step (see StartPoint)."""
 
     def __init__(self, cfg: RunConfig, run_dir: str | os.PathLike[str], *, quiet: bool = False,
-                 on_step: Callable[[int], None] | None = None) -> None:
+                 on_step: Callable[[int], None] | None = None, start: StartPoint | None = None) -> None:
         self.cfg = cfg
+        self.start = start
         self.run_dir = Path(run_dir)
         self.quiet = quiet
         self.on_step = on_step
@@ -252,7 +271,7 @@ class Trainer(LoopHooks):
     def fit(self) -> dict[str, Any]:
         t = self.cfg.train
         self._setup()
-        step, tally = self._restore() if self._resuming else (0, None)
+        step, tally = self._restore() if self._resuming else (self._apply_start(), None)
         initial = self.method.on_train_start(self.ctx)  # methods check their parameters against the run here
         if self._resuming:
             self._restore_method_tensors()
@@ -261,11 +280,11 @@ class Trainer(LoopHooks):
             io.write_yaml(self.run_dir / "config.yaml", self.cfg.to_dict())
         if t.tensorboard:
             self._open_tensorboard()
-        if initial is not None and step == 0:
+        if initial is not None and not self._resuming:
             self.loop.apply(initial, where="start")
         if not self._resuming:
             self.state.build_method_optimizer()
-        if step == 0:
+        if not self._resuming:
             self._say(f"training {self.cfg.model.name} ({count_params(self.state.model):,} params, "
                       f"{self.state.macs / 1e6:.2f}M MACs) with {self.method.name} for {t.epochs} epochs on "
                       f"{self.device}; run dir {self.run_dir}")
@@ -274,6 +293,24 @@ class Trainer(LoopHooks):
             self._say(f"resuming {self.run_dir} at epoch {step // spe + 1}/{t.epochs}, step {step % spe}/{spe}")
         self.loop.run(start_step=step, tally=tally)
         return self._finish()
+
+    def _apply_start(self) -> int:
+        """Put `self.start` in force on the fresh state; returns the step to start at."""
+        if self.start is None:
+            return 0
+        s, start = self.state, self.start
+        if start.weights is not None:
+            ckpt.load_state_strict(s.supernet, dict(start.weights), "start weights")
+        if start.optimizer:
+            load_optimizer_state_by_name(s.optimizer, s.model, start.optimizer)
+        if start.masks is not None:
+            masks = WeightMasks({k: v.cpu() for k, v in start.masks.items()})
+            masks.check(s.supernet, "start masks")
+            s.set_masks(masks)
+        total = len(self.train_loader) * self.cfg.train.epochs
+        if not 0 <= start.step < total:
+            raise UserError(f"start step {start.step} is outside this run's {total} steps")
+        return start.step
 
     # ------------------------------------------------------------------ loop hooks
     def after_step(self, loop: TrainingLoop) -> None:
