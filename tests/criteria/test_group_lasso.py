@@ -13,7 +13,6 @@ from prunekit.criteria.group_lasso import (
     removable_channels,
     sparse_channel_masks,
 )
-from prunekit.errors import UserError
 
 EPS = 1e-8
 
@@ -127,7 +126,7 @@ def test_exclude_drops_whole_modules_and_overrides_pick_first_and_classifier():
     overridden = group_lasso_penalty(model, classifier="fc1").item()
     expected = _mixed_net_reference(w) - _output_terms(w["fc1"]) + _output_terms(w["fc2"])
     assert overridden == pytest.approx(expected, rel=1e-6)
-    with pytest.raises(UserError, match="conv9"):
+    with pytest.raises(ValueError, match="conv9"):
         group_lasso_penalty(model, exclude=("conv9",))
 
 
@@ -205,9 +204,9 @@ def test_calibrated_weight_makes_penalty_the_chosen_share_of_the_loss():
 
 
 def test_calibration_rejects_bad_ratio_and_degenerate_losses():
-    with pytest.raises(UserError):
+    with pytest.raises(ValueError):
         calibrate_group_lasso_weight(2.0, 10.0, 1.0)
-    with pytest.raises(UserError):
+    with pytest.raises(ValueError):
         calibrate_group_lasso_weight(2.0, 10.0, 0.0)
     with pytest.raises(ValueError):
         calibrate_group_lasso_weight(2.0, 0.0, 0.2)

@@ -4,7 +4,6 @@ import torch
 from torch import nn
 
 from prunekit.criteria.hrank import HRankCollector, collect_feature_map_ranks, feature_map_rank, hrank_keep
-from prunekit.errors import UserError
 
 H, W = 8, 10
 
@@ -106,19 +105,19 @@ def test_collector_restores_each_module_mode():
 def test_collector_refuses_a_module_that_runs_twice_per_forward():
     relu = nn.ReLU()
     model = nn.Sequential(nn.Conv2d(1, 2, 1), relu, nn.Conv2d(2, 2, 1), relu)
-    with pytest.raises(UserError, match="ran 2 times"), HRankCollector(model, ["1"]) as collector:
+    with pytest.raises(ValueError, match="ran 2 times"), HRankCollector(model, ["1"]) as collector:
         collector.collect([torch.randn(1, 1, 4, 4)])
-    with pytest.raises(UserError, match="no module"):
+    with pytest.raises(ValueError, match="no module"):
         HRankCollector(model, ["7"])
 
 
 def test_hrank_keep_prunes_lowest_ranks_with_lower_index_first_on_ties():
     ranks = torch.tensor([3.0, 1.0, 2.0, 1.0, 5.0, 2.0])
-    assert hrank_keep(ranks, 0.5) == [0, 4, 5]  # prunes 1 and 3 (rank 1), then 2 (rank 2, lower index than 5)
-    assert hrank_keep(ranks, 0.0) == [0, 1, 2, 3, 4, 5]
-    assert hrank_keep(ranks, 1.0) == [4]
-    assert hrank_keep(ranks, 1.0, min_channels=0) == []
-    assert hrank_keep(torch.full((3,), 2.0), 1.0) == [2]
+    assert hrank_keep(ranks, 3) == [0, 4, 5]  # prunes 1 and 3 (rank 1), then 2 (rank 2, lower index than 5)
+    assert hrank_keep(ranks, 0) == [0, 1, 2, 3, 4, 5]
+    assert hrank_keep(ranks, 6) == [4]
+    assert hrank_keep(ranks, 6, min_channels=0) == []
+    assert hrank_keep(torch.full((3,), 2.0), 3) == [2]
 
 
 def test_hrank_keep_agrees_with_brute_force_sort():
@@ -127,11 +126,13 @@ def test_hrank_keep_agrees_with_brute_force_sort():
     for rate in (0.1, 0.35, 0.6, 0.9):
         n_prune = int(rate * 30 + 1e-9)
         pruned = sorted(range(30), key=lambda i: (ranks[i], i))[:n_prune]
-        assert hrank_keep(torch.from_numpy(ranks), rate) == sorted(set(range(30)) - set(pruned))
+        assert hrank_keep(torch.from_numpy(ranks), n_prune) == sorted(set(range(30)) - set(pruned))
 
 
-def test_hrank_keep_rejects_bad_rates():
-    with pytest.raises(UserError):
-        hrank_keep(torch.ones(4), 1.5)
+def test_hrank_keep_rejects_bad_counts():
+    with pytest.raises(ValueError, match="n_prune"):
+        hrank_keep(torch.ones(4), 5)
+    with pytest.raises(ValueError, match="n_prune"):
+        hrank_keep(torch.ones(4), -1)
     with pytest.raises(ValueError):
-        hrank_keep(torch.ones(2, 2), 0.5)
+        hrank_keep(torch.ones(2, 2), 1)

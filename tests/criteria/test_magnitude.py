@@ -3,7 +3,13 @@ import pytest
 import torch
 from torch import nn
 
-from prunekit.criteria.magnitude import bn_scale_importance, keep_top, l1_filter_norms, prune_count
+from prunekit.criteria.magnitude import (
+    bn_scale_importance,
+    fully_pruned_keep,
+    keep_top,
+    l1_filter_norms,
+    prune_count,
+)
 
 
 def test_l1_filter_norms_matches_numpy_loop():
@@ -70,3 +76,15 @@ def test_prune_count_rejects_fractions_outside_unit_interval():
     for fraction in (-0.1, 1.5, 70.0, float("nan")):
         with pytest.raises(ValueError):
             prune_count(10, fraction)
+
+
+def test_fully_pruned_keep_is_the_min_channels_largest_l1_active_filters():
+    weight = torch.randn(8, 2, 3, 3, generator=torch.Generator().manual_seed(3))
+    norms = weight.abs().sum(dim=(1, 2, 3)).tolist()
+    active = [0, 2, 3, 5, 7]
+    by_norm = sorted(active, key=lambda i: -norms[i])
+    assert fully_pruned_keep(weight, 2, active) == sorted(by_norm[:2])
+    assert fully_pruned_keep(weight, 9, active) == active  # never more than the active filters
+    assert fully_pruned_keep(weight, 1) == [max(range(8), key=lambda i: norms[i])]
+    assert fully_pruned_keep(weight, 0, active) == []
+

@@ -11,12 +11,13 @@ from scipy.cluster.hierarchy import linkage
 
 from prunekit.criteria.reprune import (
     keep_count,
+    reprune_allocate,
     reprune_allocation,
+    reprune_keep,
     reprune_pruned_counts,
     reprune_select,
     reprune_select_detailed,
 )
-from prunekit.errors import UserError
 
 # ---------------------------------------------------------------- allocation (Eq. 8/9)
 
@@ -39,7 +40,7 @@ def test_allocation_extremes():
     gammas = [torch.rand(5), torch.rand(3)]
     assert reprune_allocation(gammas, 0.0) == [0.0, 0.0]
     assert reprune_allocation(gammas, 1.0) == [1.0, 1.0]
-    with pytest.raises(UserError):
+    with pytest.raises(ValueError):
         reprune_allocation(gammas, 1.5)
 
 
@@ -219,7 +220,7 @@ def test_invalid_inputs():
         reprune_select(weight, 0.5, active=[6])
     with pytest.raises(ValueError):
         reprune_select(torch.full((6, 2, 3, 3), float("nan")), 0.5)
-    with pytest.raises(UserError):
+    with pytest.raises(ValueError):
         reprune_select(weight, -0.1)
 
 
@@ -229,3 +230,24 @@ def test_resnet56_sized_layer_is_fast():
     assert len(result.kept) == 32
     assert max(result.clusters_per_channel) == 32
     assert result.seconds < 1.0
+
+
+def test_count_forms_agree_with_the_sparsity_forms():
+    """reprune_allocate / reprune_keep take counts; at n = ceil(s N) / n_keep = ceil((1 - s) n) they are the
+    sparsity-based functions exactly."""
+    rng = np.random.default_rng(4)
+    gammas = [torch.from_numpy(rng.integers(0, 6, size=n).astype(np.float64)) for n in (5, 9, 14)]  # with ties
+    for k in range(0, 29):
+        counts = reprune_allocate(gammas, k)
+        assert sum(counts) == k and all(0 <= c <= g.numel() for c, g in zip(counts, gammas, strict=True))
+        assert counts == reprune_pruned_counts(gammas, k / 28)
+    weight = torch.randn(12, 3, 3, 3, generator=torch.Generator().manual_seed(2))
+    for n_keep in range(1, 13):
+        by_count = reprune_keep(weight, n_keep, seed=5, active=range(1, 11))
+        by_sparsity = reprune_select_detailed(weight, (12 - n_keep) / 12, seed=5, active=range(1, 11))
+        assert by_count.kept == by_sparsity.kept and by_count.path == by_sparsity.path
+    with pytest.raises(ValueError, match="n_keep"):
+        reprune_keep(weight, 0)
+    with pytest.raises(ValueError, match="n_prune"):
+        reprune_allocate(gammas, 29)
+

@@ -13,6 +13,7 @@ from torch import nn
 
 from prunekit import io
 from prunekit.channels import ChannelPlan, channel_groups
+from prunekit.errors import UserError
 from prunekit.methods.base import TrainContext
 from prunekit.methods.prunetrain import PruneTrain, PruneTrainParams
 from prunekit.models import create_model
@@ -84,6 +85,11 @@ def test_penalty_layers_follow_the_model_object():
     assert method.penalty_layers(first) is method.penalty_layers(first)  # found once per model
     assert float(method.penalty(second).detach()) == pytest.approx(numpy_group_lasso(second), rel=1e-6)
     assert all(layer.module in set(second.modules()) for layer in method.penalty_layers(second))
+
+
+def test_an_unknown_exclude_name_is_a_user_error():
+    with pytest.raises(UserError, match="method.params.exclude.*conv9"):
+        PruneTrain(PruneTrainParams(exclude=["features.conv9"])).penalty(small_cnn())
 
 
 def test_regularizer_before_calibration_is_an_error():

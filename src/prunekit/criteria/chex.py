@@ -13,8 +13,7 @@ from collections.abc import Sequence
 
 import torch
 
-from prunekit.criteria.magnitude import keep_top, l1_filter_norms
-from prunekit.errors import UserError
+from prunekit.criteria.magnitude import keep_top, l1_filter_select
 
 
 def _filter_matrix(weight: torch.Tensor) -> torch.Tensor:
@@ -24,16 +23,6 @@ def _filter_matrix(weight: torch.Tensor) -> torch.Tensor:
             f"weight must have an output dimension and at least one more, got shape {weight.shape}"
         )
     return weight.detach().reshape(weight.shape[0], -1).to(torch.float64)
-
-
-def l1_filter_select(weight: torch.Tensor, n_keep: int, active: Sequence[int] | None = None) -> list[int]:
-    """Uniform L1-norm filter pruning: keep the `n_keep` filters (from `active`, default all) with the largest
-    L1 norms. Ties go to the lower index. Returns sorted filter indices."""
-    norms = l1_filter_norms(weight)
-    if active is None:
-        return keep_top(norms, n_keep)
-    pool = sorted(int(i) for i in active)
-    return [pool[i] for i in keep_top(norms[pool], n_keep)]
 
 
 def chex_leverage_scores(weight: torch.Tensor, rank: int) -> torch.Tensor:
@@ -75,7 +64,7 @@ def regrowth_delta(t: int, t_prune: int, delta0: float) -> float:
 
     Returns 0 from t = T_prune on (the mask is frozen after T_prune)."""
     if t_prune <= 0:
-        raise UserError(f"t_prune must be positive, got {t_prune}")
+        raise ValueError(f"t_prune must be positive, got {t_prune}")
     if t < 0:
         raise ValueError(f"t must be non-negative, got {t}")
     if t >= t_prune:

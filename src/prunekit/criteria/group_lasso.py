@@ -33,7 +33,6 @@ import torch
 from torch import nn
 
 from prunekit.channels.groups import is_depthwise
-from prunekit.errors import UserError
 
 PRUNETRAIN_EPS = 1e-8  # inside the sqrt of each group norm, as in PruneTrain's code
 PRUNETRAIN_THRESHOLD = 1e-4  # "--threshold": a weight below it counts as zero
@@ -53,7 +52,7 @@ def _matching_names(model: nn.Module, names: Collection[str]) -> set[str]:
     known = {name for name, _ in model.named_modules()}
     unknown = sorted(set(names) - known)
     if unknown:
-        raise UserError(f"group lasso: no module named {unknown[0]!r} in the model")
+        raise ValueError(f"group lasso: no module named {unknown[0]!r} in the model")
     return set(names)
 
 
@@ -163,7 +162,7 @@ def calibrate_group_lasso_weight(ce_loss: float, penalty: float, ratio: float = 
     """
     ce_loss, penalty = float(ce_loss), float(penalty)
     if not 0.0 < ratio < 1.0:
-        raise UserError(f"group lasso penalty ratio must lie in (0, 1), got {ratio}")
+        raise ValueError(f"group lasso penalty ratio must lie in (0, 1), got {ratio}")
     if not (math.isfinite(ce_loss) and ce_loss > 0):
         raise ValueError(f"the first batch's loss must be finite and positive, got {ce_loss}")
     if not (math.isfinite(penalty) and penalty > 0):

@@ -24,8 +24,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from prunekit.criteria.magnitude import prune_count
-from prunekit.errors import UserError
 from prunekit.measure import eval_mode
 
 DEFAULT_RANK_BATCHES = 5  # official `--limit`
@@ -69,7 +67,7 @@ class HRankCollector:
         modules = dict(model.named_modules())
         missing = [name for name in module_names if name not in modules]
         if missing:
-            raise UserError(f"hrank: no module named {missing[0]!r} in the model")
+            raise ValueError(f"hrank: no module named {missing[0]!r} in the model")
         if max_batches is not None and max_batches < 1:
             raise ValueError(f"max_batches must be >= 1, got {max_batches}")
         self.model = model
@@ -123,14 +121,14 @@ class HRankCollector:
                 self.model(inputs if device is None else inputs.to(device))
                 self._check_each_ran_once()
         if not self._image_counts:
-            raise UserError("hrank: no batches to estimate feature-map ranks from")
+            raise ValueError("hrank: no batches to estimate feature-map ranks from")
         return {name: (self._rank_sums[name] / self._image_counts[name]).float() for name in self.modules}
 
     def _check_each_ran_once(self) -> None:
         for name in self.modules:
             calls = self._calls.get(name, 0)
             if calls != 1:
-                raise UserError(
+                raise ValueError(
                     f"hrank: module {name!r} ran {calls} times in one forward pass; hook a module that runs"
                     " exactly once (e.g. the BN after the conv)"
                 )
@@ -148,8 +146,9 @@ def collect_feature_map_ranks(
         return collector.collect(batches)
 
 
-def hrank_keep(ranks: torch.Tensor, rate: float, min_channels: int = 1) -> list[int]:
-    """Ascending indices kept after pruning the floor(rate * F) filters with the lowest average rank.
+def hrank_keep(ranks: torch.Tensor, n_prune: int, min_channels: int = 1) -> list[int]:
+    """Ascending indices kept after pruning the `n_prune` filters with the lowest average rank (HRank prunes
+    n_prune = floor(rate * F) of a layer's F filters: `prune_count`).
 
     Ties are broken by index: among equal ranks the lower index is pruned first (the official `np.argsort`
     leaves tie order unspecified). At least `min_channels` filters always stay (fewer are pruned then).
@@ -158,9 +157,9 @@ def hrank_keep(ranks: torch.Tensor, rate: float, min_channels: int = 1) -> list[
         raise ValueError(f"hrank_keep needs a 1-D rank vector, got shape {tuple(ranks.shape)}")
     if min_channels < 0:
         raise ValueError(f"min_channels must be >= 0, got {min_channels}")
-    if not 0.0 <= rate <= 1.0:
-        raise UserError(f"hrank pruning rate must lie in [0, 1], got {rate}")
     filters = ranks.numel()
-    n_prune = min(prune_count(filters, rate), filters - min(min_channels, filters))
+    if not 0 <= n_prune <= filters:
+        raise ValueError(f"hrank_keep: n_prune must lie in [0, {filters}], got {n_prune}")
+    n_prune = min(n_prune, filters - min(min_channels, filters))
     order = torch.sort(ranks.detach().cpu(), stable=True).indices  # ascending; ties keep index order
     return sorted(order[n_prune:].tolist())

@@ -7,6 +7,7 @@ always give the same channels on every machine.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -58,3 +59,21 @@ def keep_top(scores: torch.Tensor, n_keep: int) -> list[int]:
     # A stable descending sort keeps equal scores in index order, so lower indices come first.
     order = torch.sort(scores.detach().cpu(), descending=True, stable=True).indices
     return sorted(order[:n_keep].tolist())
+
+
+def l1_filter_select(weight: torch.Tensor, n_keep: int, active: Sequence[int] | None = None) -> list[int]:
+    """Uniform L1-norm filter pruning: keep the `n_keep` filters (from `active`, default all) with the largest
+    L1 norms. Ties go to the lower index. Returns sorted filter indices."""
+    norms = l1_filter_norms(weight)
+    if active is None:
+        return keep_top(norms, n_keep)
+    pool = sorted(int(i) for i in active)
+    return [pool[i] for i in keep_top(norms[pool], n_keep)]
+
+
+def fully_pruned_keep(weight: torch.Tensor, min_channels: int, active: Sequence[int] | None = None) -> list[int]:
+    """The survivors of a layer allocated s^l = 1 (REPrune Alg. 2 line 11 skips such a layer): no selection rule
+    can rank filters for zero survivors (Ward cannot cut to 0 clusters), so the `min_channels` active filters
+    (default all) with the largest L1 norms stay. The one rule for this case, in REPrune and CHEX alike."""
+    pool = weight.shape[0] if active is None else len(active)
+    return l1_filter_select(weight, min(min_channels, pool), active)

@@ -16,9 +16,8 @@ import numpy as np
 import torch
 from scipy.cluster.hierarchy import fcluster, linkage
 
-from prunekit.criteria.chex import l1_filter_select
 from prunekit.criteria.coverage import greedy_max_coverage
-from prunekit.errors import UserError
+from prunekit.criteria.magnitude import fully_pruned_keep
 
 # Products such as 0.7 * 10 come out as 7.000000000000001 in floating point; rounding to this many decimals
 # before ceil() keeps such counts exact.
@@ -31,7 +30,7 @@ def _ceil_count(value: float) -> int:
 
 def _check_sparsity(sparsity: float) -> None:
     if not 0.0 <= sparsity <= 1.0:
-        raise UserError(f"sparsity must be between 0 and 1, got {sparsity}")
+        raise ValueError(f"sparsity must be between 0 and 1, got {sparsity}")
 
 
 def keep_count(n: int, sparsity: float) -> int:
@@ -42,15 +41,23 @@ def keep_count(n: int, sparsity: float) -> int:
 
 
 def reprune_pruned_counts(gammas: Sequence[torch.Tensor], sparsity: float) -> list[int]:
-    """Channels pruned per group by the global BN-scale threshold (REPrune Eq. 8/9); they sum to ceil(s * N).
+    """Channels pruned per group by the global BN-scale threshold (REPrune Eq. 8/9) at global sparsity s: the
+    `reprune_allocate` of n_prune = ceil(s * N) channels.
 
     See `reprune_allocation` for the quantile definition and the tie rule.
     """
     _check_sparsity(sparsity)
+    total = sum(g.numel() for g in gammas)
+    return reprune_allocate(gammas, _ceil_count(sparsity * total))
+
+
+def reprune_allocate(gammas: Sequence[torch.Tensor], n_prune: int) -> list[int]:
+    """Share `n_prune` pruned channels among the groups by the global BN-scale threshold (REPrune Eq. 8/9): the
+    n_prune smallest |gamma| of all groups go (ties: `reprune_allocation`). Returns a count per group."""
     values = [g.detach().reshape(-1).abs().to(device="cpu", dtype=torch.float64) for g in gammas]
-    sizes = [v.numel() for v in values]
-    total = sum(sizes)
-    n_prune = _ceil_count(sparsity * total)
+    total = sum(v.numel() for v in values)
+    if not 0 <= n_prune <= total:
+        raise ValueError(f"n_prune must be in [0, {total}], got {n_prune}")
     if n_prune == 0:
         return [0] * len(values)
     threshold = torch.sort(torch.cat(values)).values[n_prune - 1]
@@ -119,16 +126,22 @@ def _kernel_sets(weight: torch.Tensor, active: list[int]) -> np.ndarray:
     return kernels
 
 
-def reprune_select_detailed(
-    weight: torch.Tensor,
-    sparsity: float,
-    seed: int = 0,
-    active: Sequence[int] | None = None,
-    min_channels: int = 1,
-) -> SelectionResult:
-    """REPrune Alg. 1 for the conv producing one channel group; see `reprune_select` for the arguments.
+def _active_filters(weight: torch.Tensor, active: Sequence[int] | None) -> list[int]:
+    """`active` sorted (default: every filter), after checking the weight's shape and the indices."""
+    if weight.dim() < 2 or weight.shape[1] == 0:
+        raise ValueError(f"weight must be (out, in, ...) with in >= 1, got shape {tuple(weight.shape)}")
+    n_filters = weight.shape[0]
+    active_list = list(range(n_filters)) if active is None else sorted(int(i) for i in active)
+    if len(set(active_list)) != len(active_list) or any(not 0 <= i < n_filters for i in active_list):
+        raise ValueError(f"active must be distinct filter indices in [0, {n_filters}), got {active_list}")
+    return active_list
 
-    1. n_keep = ceil((1 - s) n), n = weight.shape[0]; n_merge = n_active - n_keep.
+
+def reprune_keep(weight: torch.Tensor, n_keep: int, seed: int = 0,
+                 active: Sequence[int] | None = None) -> SelectionResult:
+    """REPrune Alg. 1 for the conv producing one channel group: keep `n_keep` >= 1 of the `active` filters.
+
+    1. n_merge = n_active - n_keep (nothing is removed when n_keep >= n_active: path "keep_all").
     2. For every input channel j, Ward-cluster the kernels {W[i, j] : i active} (scipy linkage,
        method="ward").
     3. Cut height h = max_j d_j, d_j the n_merge-th merge distance of channel j (Eq. 4); cut every dendrogram
@@ -137,27 +150,15 @@ def reprune_select_detailed(
        tied merges).
     4. Greedy maximum cluster coverage (Eq. 6-7) with seeded random tie-breaking until n_keep filters are
        picked.
+
+    n_keep = 0 (s^l = 1) has no clustering (Ward cannot cut to 0 clusters): use `fully_pruned_keep`.
     """
     start = time.perf_counter()
-    _check_sparsity(sparsity)
-    if min_channels < 0:
-        raise ValueError(f"min_channels must be >= 0, got {min_channels}")
-    if weight.dim() < 2 or weight.shape[1] == 0:
-        raise ValueError(f"weight must be (out, in, ...) with in >= 1, got shape {tuple(weight.shape)}")
-    n_filters = weight.shape[0]
-    active_list = list(range(n_filters)) if active is None else sorted(int(i) for i in active)
-    if len(set(active_list)) != len(active_list) or any(not 0 <= i < n_filters for i in active_list):
-        raise ValueError(f"active must be distinct filter indices in [0, {n_filters}), got {active_list}")
+    active_list = _active_filters(weight, active)
+    if n_keep < 1:
+        raise ValueError(f"n_keep must be >= 1 (s^l = 1 is fully_pruned_keep's case), got {n_keep}")
     n_active = len(active_list)
     n_in = weight.shape[1]
-
-    n_keep = keep_count(n_filters, sparsity)
-    if n_keep == 0:
-        # s^l = 1 (REPrune Alg. 2 line 11 skips the layer): Ward cannot produce 0 clusters, so instead of
-        # clustering keep the `min_channels` active filters with the largest L1 norms.
-        kept = l1_filter_select(weight, min(min_channels, n_active), active_list)
-        return SelectionResult(kept, "l1_fallback", 0, None, [], None, kept, time.perf_counter() - start)
-    n_keep = max(n_keep, min_channels)
     if n_keep >= n_active:
         return SelectionResult(
             active_list, "keep_all", 0, None, [n_active] * n_in, 1.0, active_list, time.perf_counter() - start
@@ -182,6 +183,30 @@ def reprune_select_detailed(
         pick_order=order,
         seconds=time.perf_counter() - start,
     )
+
+
+def reprune_select_detailed(
+    weight: torch.Tensor,
+    sparsity: float,
+    seed: int = 0,
+    active: Sequence[int] | None = None,
+    min_channels: int = 1,
+) -> SelectionResult:
+    """REPrune Alg. 1 at a layer sparsity s^l; see `reprune_select` for the arguments.
+
+    n_keep = ceil((1 - s^l) n), n = weight.shape[0], at least `min_channels`, then `reprune_keep`; s^l = 1
+    (n_keep = 0) keeps the `fully_pruned_keep` filters instead (path "l1_fallback").
+    """
+    start = time.perf_counter()
+    _check_sparsity(sparsity)
+    if min_channels < 0:
+        raise ValueError(f"min_channels must be >= 0, got {min_channels}")
+    active_list = _active_filters(weight, active)
+    n_keep = keep_count(weight.shape[0], sparsity)
+    if n_keep == 0:
+        kept = fully_pruned_keep(weight, min_channels, active_list)
+        return SelectionResult(kept, "l1_fallback", 0, None, [], None, kept, time.perf_counter() - start)
+    return reprune_keep(weight, max(n_keep, min_channels), seed, active_list)
 
 
 def reprune_select(

@@ -20,7 +20,6 @@ import torch
 from torch import nn
 
 from prunekit.criteria.magnitude import keep_top, prune_count
-from prunekit.errors import UserError
 
 BatchNorm = nn.modules.batchnorm._BatchNorm
 
@@ -35,7 +34,7 @@ def bn_layers(model: nn.Module, modules: Collection[str] | None = None) -> list[
         module = named.get(name)
         if not isinstance(module, BatchNorm) or module.weight is None:
             what = "no module" if module is None else f"a {type(module).__name__}, not an affine BatchNorm,"
-            raise UserError(f"network slimming: {name!r} is {what} in the model")
+            raise ValueError(f"network slimming: {name!r} is {what} in the model")
         found.append((name, module))
     return found
 
@@ -82,7 +81,7 @@ def _global_order(gammas: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tenso
 
 def _check_percentile(percentile: float) -> None:
     if not 0.0 <= percentile < 1.0:
-        raise UserError(
+        raise ValueError(
             f"network slimming percentile is the fraction of channels to prune, in [0, 1); got {percentile}"
         )
 

@@ -105,7 +105,10 @@ class HRank(PruneOnceMethod):
         chosen = [g for g in ctx.groups if rates.get(g.name, 0.0) > 0]
         modules = [hooked_module(g) for g in chosen]
         # ctx.model is the network being trained: its group channels are the kept ones, in increasing order.
-        ranks = collect_feature_map_ranks(ctx.model, modules, ctx.train_batches(), self.params.rank_batches)
+        try:
+            ranks = collect_feature_map_ranks(ctx.model, modules, ctx.train_batches(), self.params.rank_batches)
+        except ValueError as exc:  # a model or data the rank estimate cannot use
+            raise UserError(str(exc)) from exc
         plan = ctx.plan or ChannelPlan()
         keep = dict(plan.keep)
         mean_ranks = {}
@@ -114,7 +117,7 @@ class HRank(PruneOnceMethod):
             group_ranks = ranks[module]
             # floor(rate * full width) filters go; counted against the full width when some are already gone
             n_prune = prune_count(group.size, rates[group.name]) - (group.size - len(kept))
-            rate = min(1.0, max(0.0, n_prune / len(kept)))
-            keep[group.name] = [kept[i] for i in hrank_keep(group_ranks, rate, self.params.min_channels)]
+            n_prune = min(len(kept), max(0, n_prune))
+            keep[group.name] = [kept[i] for i in hrank_keep(group_ranks, n_prune, self.params.min_channels)]
             mean_ranks[group.name] = round(float(group_ranks.mean()), 3)
         return ChannelPlan(keep), {"mean_rank": mean_ranks, "rank_batches": self.params.rank_batches}

@@ -17,11 +17,13 @@ import torch
 from prunekit.channels import ChannelGroup, ChannelPlan, kept_indices
 from prunekit.channels.readers import group_filters, group_gammas
 from prunekit.criteria import (
+    fully_pruned_keep,
     keep_count,
     l1_filter_norms,
     l1_filter_select,
     regrowth_delta,
     regrowth_scores,
+    reprune_allocate,
     reprune_pruned_counts,
     sample_regrowth,
 )
@@ -196,12 +198,14 @@ class PruneRegrowMethod(Method):
         info: dict[str, Any] = {"t": t}
         if p.sparsity is not None:
             target = p.sparsity
+            down = reprune_pruned_counts(gammas, target)
         else:
-            target, macs_info = self._global_sparsity_for_macs(gammas)
+            n_prune, macs_info = self._global_prune_count_for_macs(gammas)
             info.update(macs_info)
+            target = n_prune / sum(g.size for g in self.groups)
+            down = reprune_allocate(gammas, n_prune)
         delta = regrowth_delta(t, p.t_prune, p.delta0)
         looser = max(0.0, target - delta)
-        down = reprune_pruned_counts(gammas, target)
         up = reprune_pruned_counts(gammas, looser)
         generator = torch.Generator().manual_seed(derived_seed(ctx.seed, t, 0x5E6))
         inputs = kept_indices(supernet, ctx.groups, plan) if plan is not None else {}
@@ -222,7 +226,7 @@ class PruneRegrowMethod(Method):
             if down[index] >= n:
                 # s^l = 1: REPrune Alg. 2 (line 11) skips the layer, and no selection rule can rank filters for
                 # zero survivors; keep the `min_channels` largest-L1 active filters instead.
-                choice = GroupSelection(l1_filter_select(filters, min(floor, len(active)), active))
+                choice = GroupSelection(fully_pruned_keep(filters, p.min_channels, active))
                 fully_pruned.append(group.name)
             else:
                 choice = self.select(filters, min(n_keep, len(active)), active,
@@ -282,17 +286,17 @@ class PruneRegrowMethod(Method):
         choice = self._budget().search([k / total for k in range(total + 1)], macs_at)
         return choice.value, choice.info()
 
-    def _global_sparsity_for_macs(self, gammas: Sequence[torch.Tensor]) -> tuple[float, dict[str, Any]]:
-        """The smallest global sparsity k/N whose Eq. 8/9 allocation meets the MACs target."""
+    def _global_prune_count_for_macs(self, gammas: Sequence[torch.Tensor]) -> tuple[int, dict[str, Any]]:
+        """The smallest global count k of pruned channels whose Eq. 8/9 allocation meets the MACs target."""
         assert self.macs is not None
         sizes = [g.size for g in self.groups]
         total = sum(sizes)
 
-        def macs_at(sparsity: float) -> int:
-            pruned = reprune_pruned_counts(gammas, sparsity)
+        def macs_at(n_prune: int) -> int:
+            pruned = reprune_allocate(gammas, n_prune)
             return self.macs(self._counts([n - c for n, c in zip(sizes, pruned, strict=True)]))
 
-        choice = self._budget().search([k / total for k in range(total + 1)], macs_at)
+        choice = self._budget().search(range(total + 1), macs_at)
         return choice.value, choice.info()
 
     def _macs_info(self, plan: ChannelPlan) -> dict[str, Any]:

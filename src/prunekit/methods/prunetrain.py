@@ -132,7 +132,10 @@ class PruneTrain(Method):
     def penalty_layers(self, model: nn.Module) -> list[GroupLassoLayer]:
         """`criteria.group_lasso_layers(model, exclude)`, cached while `model` is the same object."""
         if self._layers_of is None or self._layers_of() is not model:
-            self._layers = group_lasso_layers(model, exclude=self.params.exclude)
+            try:
+                self._layers = group_lasso_layers(model, exclude=self.params.exclude)
+            except ValueError as exc:  # an `exclude` name the model does not have
+                raise UserError(f"prunetrain: method.params.exclude: {exc}") from exc
             self._layers_of = weakref.ref(model)
         return self._layers
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from prunekit.criteria import reprune_select_detailed
+from prunekit.criteria import reprune_keep
 from prunekit.methods import METHODS
 from prunekit.methods.prune_regrow import GroupSelection, PruneRegrowMethod, PruneRegrowParams
 
@@ -29,12 +29,11 @@ class REPrune(PruneRegrowMethod):
         """REPrune Alg. 1 on the group's filters (inputs already restricted to the active input channels),
         among the active filters, keeping n_keep = ceil((1 - s^l) n) of them (s^l = 1 - n_keep / n).
 
-        min_channels is already folded into n_keep, so Alg. 1's floor is 1; groups allocated s^l = 1 never get
-        here (`PruneRegrowMethod.decide` keeps their largest-L1 filters).
+        min_channels is already folded into n_keep; groups allocated s^l = 1 never get here
+        (`PruneRegrowMethod.decide` keeps their `criteria.fully_pruned_keep` filters).
         Coverage: covered clusters over all clusters of the active input channels (Fig. 3).
         """
-        n = filters.shape[0]
-        result = reprune_select_detailed(filters, (n - n_keep) / n, seed=seed, active=active, min_channels=1)
+        result = reprune_keep(filters, n_keep, seed=seed, active=active)
         total = sum(result.clusters_per_channel)
         covered = None if result.coverage_rate is None else result.coverage_rate * total
         return GroupSelection(result.kept, covered, total)
