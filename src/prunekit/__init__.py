@@ -4,6 +4,11 @@
     groups = prunekit.channel_groups(model, example_inputs, policy="all")
     small = prunekit.compact(model, example_inputs, keep={"layer1.0.conv1": [0, 3, 5, 7]})
     model = prunekit.load("runs/my-run")             # the final (pruned) model of a run directory
+
+    # in your own training loop (README): a method, the state that applies its decisions, optionally the loop
+    method = prunekit.method("reprune", sparsity=0.5, t_prune=18, interval=2)
+    state = prunekit.SupernetState(model, example_inputs, method.channel_policy, method=method,
+                                   make_optimizer=lambda m: torch.optim.SGD(m.parameters(), lr=0.05))
 """
 
 from __future__ import annotations
@@ -17,8 +22,21 @@ from torch import nn
 from prunekit.channels import ChannelPlan, channel_groups, compact
 from prunekit.criteria import reprune_allocation, reprune_select
 from prunekit.errors import UserError
+from prunekit.methods import Decision, Method, TrainContext
+from prunekit.train.loop import TrainingLoop, evaluate
+from prunekit.train.supernet import SupernetState
+from prunekit.weights import WeightMasks
 
 __version__ = "0.1.0"
+
+
+def method(name: str, **params: object) -> Method:
+    """A registered pruning method with its parameters validated, e.g. `prunekit.method("chex", sparsity=0.5)`;
+    `prunekit methods` lists them all."""
+    from prunekit.config import MethodConfig
+    from prunekit.methods import build_method
+
+    return build_method(MethodConfig(name, dict(params)))
 
 
 def load(run_dir: str | os.PathLike[str], model_fn: Callable[..., nn.Module] | None = None) -> nn.Module:
@@ -36,5 +54,6 @@ def load(run_dir: str | os.PathLike[str], model_fn: Callable[..., nn.Module] | N
     return load_pruned_model(model_dir, model_fn=model_fn)
 
 
-__all__ = ["ChannelPlan", "UserError", "__version__", "channel_groups", "compact", "load", "reprune_allocation",
-           "reprune_select"]
+__all__ = ["ChannelPlan", "Decision", "Method", "SupernetState", "TrainContext", "TrainingLoop", "UserError",
+           "WeightMasks", "__version__", "channel_groups", "compact", "evaluate", "load", "method",
+           "reprune_allocation", "reprune_select"]

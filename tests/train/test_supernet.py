@@ -48,6 +48,37 @@ def test_readme_loop_prunes_and_trains_the_physical_subnet():
     assert ctx.model is small and ctx.optimizer is state.optimizer and ctx.plan is state.plan
 
 
+def test_readme_own_loop_with_the_short_names():
+    """The README's own-loop example as written there (top-level names, state.step, step-level decisions)."""
+    import prunekit
+
+    torch.manual_seed(0)
+    model = create_model("small_cnn", num_classes=4, in_channels=1)
+    example_inputs = torch.zeros(2, 1, 8, 8)
+    loader = [(torch.randn(16, 1, 8, 8), torch.randint(0, 4, (16,))) for _ in range(3)]
+    epochs = 4
+    method = prunekit.method("reprune", sparsity=0.5, t_prune=4, interval=2)
+    state = prunekit.SupernetState(model, example_inputs, method.channel_policy, method=method,
+                                   make_optimizer=lambda m: torch.optim.SGD(m.parameters(), lr=0.05, momentum=0.9))
+    ctx = state.context(steps_per_epoch=len(loader), epochs=epochs)
+    state.apply(method.on_train_start(ctx))
+    step = 0
+    for epoch in range(epochs):
+        for x, y in loader:
+            loss = F.cross_entropy(state.model(x), y) + method.regularizer(state.model)
+            state.zero_grad()
+            loss.backward()
+            method.after_backward(state.model)       # dense gradients
+            state.step()                             # masked gradients, optimizer step, masked weights to zero
+            method.after_step(state.model)
+            step += 1
+            state.apply(method.on_step_end(step, ctx))
+        state.sync()                                 # subnet -> supernet
+        state.apply(method.on_epoch_end(epoch, ctx)) # a new plan: the subnet shrinks (or regrows)
+    small_model = state.model
+    assert count_macs(small_model, example_inputs) < count_macs(state.supernet, example_inputs)
+
+
 def test_dense_state_trains_the_supernet_itself():
     model = create_model("small_cnn", num_classes=4, in_channels=1)
     state = SupernetState(model, torch.zeros(2, 1, 8, 8), None, make_optimizer=lambda m: torch.optim.SGD(
