@@ -123,8 +123,9 @@ class PruneTrain(Method):
     def __init__(self, params: PruneTrainParams | None = None) -> None:
         self.params = params or PruneTrainParams()
         self.penalty_weight: float | None = None  # lambda_g, fixed once calibrated
-        # The layers R_GL covers, found once per network: the trainer swaps in a new subnet object at every
-        # reconfiguration, so the cache is keyed by the model's identity (a weak reference, not kept alive).
+        # The layers R_GL covers, found once per network. The trainer swaps in a new subnet object at every
+        # reconfiguration; `on_model_changed` drops the cache then. Until every loop calls that hook, the cache
+        # is also keyed by the model's identity (a weak reference, not kept alive).
         self._layers: list[GroupLassoLayer] = []
         self._layers_of: weakref.ref[nn.Module] | None = None
 
@@ -138,6 +139,9 @@ class PruneTrain(Method):
                 raise UserError(f"prunetrain: method.params.exclude: {exc}") from exc
             self._layers_of = weakref.ref(model)
         return self._layers
+
+    def on_model_changed(self, model: nn.Module) -> None:
+        self._layers, self._layers_of = [], None
 
     def penalty(self, model: nn.Module) -> torch.Tensor:
         """R_GL(W) of `model` (differentiable)."""

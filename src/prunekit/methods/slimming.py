@@ -66,7 +66,8 @@ class NetworkSlimming(PruneOnceMethod):
         self.params = params
         self.channel_policy = params.policy
         self.bn_names: list[str] | None = None
-        # The regularised BN scales of the model being trained, found once per model object (by identity).
+        # The regularised BN scales of the model being trained, found once per model: `on_model_changed` drops
+        # them, and until every loop calls that hook they are also keyed by the model's identity.
         self._gammas: list[torch.Tensor] = []
         self._gammas_of: weakref.ref[nn.Module] | None = None
 
@@ -86,6 +87,9 @@ class NetworkSlimming(PruneOnceMethod):
             self._gammas = [bn.weight for _, bn in bn_layers(model, self.bn_names)]
             self._gammas_of = weakref.ref(model)
         return self._gammas
+
+    def on_model_changed(self, model: nn.Module) -> None:
+        self._gammas, self._gammas_of = [], None
 
     def after_backward(self, model: nn.Module) -> None:
         if self.pruned or self.params.s == 0:
