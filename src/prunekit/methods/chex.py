@@ -23,6 +23,9 @@ class CHEX(PruneRegrowMethod):
     """CHEX with leverage-score selection; see `PruneRegrowMethod` for the schedule."""
 
     name = "chex"
+    summary = ("prune and regrow channels during training: global BN-scale allocation, leverage-score "
+               "selection, projection-residual regrowth")
+    paper = "Hou et al., CHEX: CHannel EXploration for CNN Model Compression, CVPR 2022"
     Params = PruneRegrowParams
 
     def select(self, filters: torch.Tensor, n_keep: int, active: list[int], seed: int) -> GroupSelection:

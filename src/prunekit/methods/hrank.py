@@ -85,6 +85,8 @@ class HRank(PruneOnceMethod):
     """HRank, one pruning decision (module docstring)."""
 
     name = "hrank"
+    summary = "once, remove the filters whose feature maps have the lowest average rank"
+    paper = "Lin et al., HRank: Filter Pruning using High-Rank Feature Map, CVPR 2020"
     Params = HRankParams
 
     def __init__(self, params: HRankParams) -> None:

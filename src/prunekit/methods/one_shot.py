@@ -120,6 +120,8 @@ class L1FilterPruning(OneShotPruning):
     """One-shot L1-norm filter pruning (Li et al. 2017)."""
 
     name = "l1_filter"
+    summary = "once, remove the filters with the smallest L1 norms, at a uniform rate or a MACs target"
+    paper = "Li et al., Pruning Filters for Efficient ConvNets, ICLR 2017"
     score = staticmethod(l1_group_scores)
 
 
@@ -128,6 +130,8 @@ class BNScalePruning(OneShotPruning):
     """One-shot BN-scale (|gamma|) pruning."""
 
     name = "bn_scale"
+    summary = "once, remove the channels with the smallest |gamma| (Slimming's criterion, no L1 training)"
+    paper = "Liu et al., ICCV 2017 (Network Slimming's criterion)"
 
     @staticmethod
     def score(model: nn.Module, group: ChannelGroup) -> torch.Tensor | None:

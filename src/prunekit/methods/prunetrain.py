@@ -117,6 +117,8 @@ class PruneTrain(Method):
     """PruneTrain: calibrated group lasso + reconfiguration every `interval` epochs (module docstring)."""
 
     name = "prunetrain"
+    summary = "group lasso from the first step; every few epochs remove the channels sparse for every writer and reader"
+    paper = "Lym et al., PruneTrain: Fast Neural Network Training by Dynamic Sparse Model Reconfiguration, SC 2019"
     channel_policy = "all"
     Params = PruneTrainParams
 

@@ -23,6 +23,9 @@ class REPrune(PruneRegrowMethod):
     """REPrune Alg. 2 with Alg. 1 as the selection step; see `PruneRegrowMethod` for the schedule."""
 
     name = "reprune"
+    summary = ("prune and regrow channels during training: global BN-scale allocation, "
+               "kernel-representative selection (Alg. 1), CHEX regrowth")
+    paper = "Park et al., REPrune: Channel Pruning via Kernel Representative Selection, AAAI 2024"
     Params = PruneRegrowParams
 
     def select(self, filters: torch.Tensor, n_keep: int, active: list[int], seed: int) -> GroupSelection:

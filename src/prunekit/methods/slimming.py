@@ -59,6 +59,8 @@ class NetworkSlimming(PruneOnceMethod):
     """Network Slimming with one pruning pass (module docstring)."""
 
     name = "slimming"
+    summary = "L1 on the BN scales during training, then one global |gamma| percentile cut"
+    paper = "Liu et al., Learning Efficient Convolutional Networks through Network Slimming, ICCV 2017"
     Params = SlimmingParams
 
     def __init__(self, params: SlimmingParams) -> None:

@@ -187,6 +187,8 @@ class TorchPruningBaseline(PruneOnceMethod):
     """Torch-Pruning's pruner, once, at a pruning ratio or a MACs target (module docstring)."""
 
     name = "torch_pruning"
+    summary = "once, Torch-Pruning's own pruner (DepGraph) replayed as a channel plan"
+    paper = "Fang et al., DepGraph: Towards Any Structural Pruning, CVPR 2023"
     Params = TorchPruningParams
 
     def __init__(self, params: TorchPruningParams) -> None:
