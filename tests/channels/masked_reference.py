@@ -34,12 +34,16 @@ def _is_dense(module: nn.Module) -> bool:
 
 
 def _removed_index(groups: list[ChannelGroup], plan: ChannelPlan) -> dict[str, torch.Tensor]:
+    """Producer -> output rows the plan removes. A group channel is one row of each producer, except for the
+    channels of a grouped conv, where group channel c is row c of every conv group (checked by hand in
+    test_groups.py); the producer's weight slice says which rows carry which channel."""
     removed = {}
     for group in groups:
         keep = set(plan.keep.get(group.name, range(group.size)))
-        gone = torch.tensor([i for i in range(group.size) if i not in keep], dtype=torch.long)
         for producer in group.producers:
-            removed[producer] = gone
+            (rows,) = [s for s in group.slices if (s.module, s.tensor, s.dim) == (producer, "weight", 0)]
+            removed[producer] = torch.tensor([p for p, c in zip(rows.positions, rows.channels, strict=True)
+                                              if c not in keep], dtype=torch.long)
     return removed
 
 
@@ -109,8 +113,8 @@ def frozen_elements(model: nn.Module, tainted: dict[str, tuple[torch.Tensor, tor
             bias = weight.clone()
         elif _is_dense(module):
             weight[tainted_out] = True
-            if getattr(module, "groups", 1) > 1:
-                assert not tainted_in.any(), "the reference does not map grouped-conv input columns"
+            if getattr(module, "groups", 1) > 1:  # column j reads input j of every conv group
+                weight[:, tainted_in.view(module.groups, -1).any(0)] = True
             else:
                 weight[:, tainted_in] = True
             bias = tainted_out.clone()

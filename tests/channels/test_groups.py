@@ -96,9 +96,20 @@ def test_tracing_keeps_each_module_mode_and_requires_grad() -> None:
     assert expand.bn == "blocks.0.conv.1" and expand.norm_layers == ("blocks.0.conv.1", "blocks.0.conv.4")
 
 
-def test_grouped_convolution_groups_are_left_out() -> None:
-    # features.0 feeds the grouped conv features.3, features.3 is the grouped conv
-    assert [g.name for g in channel_groups(build("grouped"), x())] == ["features.6", "features.9"]
+def test_grouped_convolution_channels_shrink_together_in_every_conv_group() -> None:
+    # features.0 (8 channels) feeds the grouped conv features.3 (groups=2: input columns 0-3 | 4-7, 12 outputs
+    # in two conv groups of 6); a group channel is one index within a conv group, so both conv groups keep the
+    # same width
+    groups = by_name(channel_groups(build("grouped"), x()))
+    assert list(groups) == ["features.0", "features.3", "features.6", "features.9"]
+    feeding, grouped = groups["features.0"], groups["features.3"]
+    assert feeding.size == 4 and grouped.size == 6
+    rows = slice_of(feeding, "features.0", "weight", 0)
+    assert rows.positions == tuple(range(8)) and rows.channels == (0, 1, 2, 3, 0, 1, 2, 3)
+    columns = slice_of(feeding, "features.3", "weight", 1)  # the grouped conv's weight has 8 / 2 = 4 columns
+    assert columns.positions == (0, 1, 2, 3) and columns.channels == (0, 1, 2, 3)
+    out_rows = slice_of(grouped, "features.3", "weight", 0)
+    assert out_rows.positions == tuple(range(12)) and out_rows.channels == tuple(r % 6 for r in range(12))
 
 
 class PaddedShortcutNet(nn.Module):
@@ -134,10 +145,18 @@ def test_channel_padding_and_input_residual_block_their_groups() -> None:
 
 
 def test_unsupported_layer_and_policy_errors() -> None:
-    with pytest.raises(UserError, match=r"'scale' \(ChannelScale\)"):
-        channel_groups(CustomLayerNet().double(), x())
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.GroupNorm(2, 4), nn.Flatten(), nn.LazyLinear(2))
+    model(x().float())
+    with pytest.raises(UserError, match=r"'1' \(GroupNorm\)"):
+        channel_groups(model.double(), x())
     with pytest.raises(UserError, match="unknown channel policy"):
         channel_groups(build("vgg"), x(), "some")
+
+
+def test_per_channel_parameter_of_a_custom_module_is_sliced_with_its_channels() -> None:
+    (group,) = [g for g in channel_groups(CustomLayerNet().double(), x()) if g.name == "conv1"]
+    piece = slice_of(group, "scale", "scale", 0)
+    assert piece.positions == tuple(range(8)) and piece.channels == tuple(range(8))
 
 
 def test_registry_resnet20_policies() -> None:

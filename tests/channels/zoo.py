@@ -227,3 +227,268 @@ def randomize_batchnorm(model: nn.Module, seed: int) -> None:
                 module.running_mean.copy_(0.1 * torch.randn(n, generator=generator, dtype=dtype))
                 module.running_var.copy_(0.5 + torch.rand(n, generator=generator, dtype=dtype))
                 module.num_batches_tracked.fill_(3)
+
+
+# --- structures from issue 16: each is small; the tests compare the compacted model with a masked reference ---
+
+
+class ResNeXtBlock(nn.Module):
+    """Bottleneck whose 3x3 conv is grouped (cardinality 4, width 2 per group), identity shortcut."""
+
+    def __init__(self, channels: int = 8, groups: int = 4, width: int = 2) -> None:
+        super().__init__()
+        mid = groups * width
+        self.conv1, self.bn1 = conv_bn(channels, mid, 1)
+        self.conv2, self.bn2 = conv_bn(mid, mid, 3, groups=groups)
+        self.conv3, self.bn3 = conv_bn(mid, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.relu(self.bn1(self.conv1(x)))
+        out = torch.relu(self.bn2(self.conv2(out)))
+        return torch.relu(x + self.bn3(self.conv3(out)))
+
+
+class TinyResNeXt(nn.Module):
+    def __init__(self, num_classes: int = 5) -> None:
+        super().__init__()
+        self.conv1, self.bn1 = conv_bn(3, 8)
+        self.layer = nn.Sequential(ResNeXtBlock(), ResNeXtBlock())
+        self.fc = nn.Linear(8, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.layer(torch.relu(self.bn1(self.conv1(x))))
+        return self.fc(x.mean(dim=(2, 3)))
+
+
+def shuffle_view_transpose(x: torch.Tensor, groups: int) -> torch.Tensor:
+    b, c, h, w = x.shape
+    return x.view(b, groups, c // groups, h, w).transpose(1, 2).contiguous().view(b, c, h, w)
+
+
+def shuffle_permute(x: torch.Tensor, groups: int) -> torch.Tensor:
+    b, c, h, w = x.shape
+    return x.reshape(b, groups, c // groups, h, w).permute(0, 2, 1, 3, 4).reshape(b, c, h, w)
+
+
+class ShuffleUnit(nn.Module):
+    """ShuffleNetV2 unit (stride 1): split in halves, a branch on the second half, concat, channel shuffle."""
+
+    def __init__(self, channels: int, style: str) -> None:
+        super().__init__()
+        half = channels // 2
+        self.style = style
+        self.branch = nn.Sequential(*conv_bn(half, half, 1), nn.ReLU(),
+                                    nn.Conv2d(half, half, 3, 1, 1, groups=half, bias=False), nn.BatchNorm2d(half),
+                                    *conv_bn(half, half, 1), nn.ReLU())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.style == "chunk":
+            x1, x2 = x.chunk(2, dim=1)
+        else:
+            half = x.shape[1] // 2
+            x1, x2 = x[:, :half], x[:, half:]
+        out = torch.cat((x1, self.branch(x2)), dim=1)
+        if self.style == "chunk":
+            return shuffle_view_transpose(out, 2)
+        return shuffle_permute(out, 2)
+
+
+class TinyShuffleNet(nn.Module):
+    """Stem, a stride-2 unit (both branches convolve), two stride-1 units with shuffles, 1x1 head."""
+
+    def __init__(self, num_classes: int = 5, style: str = "chunk") -> None:
+        super().__init__()
+        self.stem = nn.Sequential(*conv_bn(3, 8), nn.ReLU())
+        self.down1 = nn.Sequential(nn.Conv2d(8, 8, 3, 2, 1, groups=8, bias=False), nn.BatchNorm2d(8),
+                                   *conv_bn(8, 4, 1), nn.ReLU())
+        self.down2 = nn.Sequential(*conv_bn(8, 4, 1), nn.ReLU(),
+                                   nn.Conv2d(4, 4, 3, 2, 1, groups=4, bias=False), nn.BatchNorm2d(4),
+                                   *conv_bn(4, 4, 1), nn.ReLU())
+        self.units = nn.Sequential(ShuffleUnit(8, style), ShuffleUnit(8, style))
+        self.head = nn.Sequential(*conv_bn(8, 12, 1), nn.ReLU())
+        self.fc = nn.Linear(12, num_classes)
+        self.style = style
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        x = torch.cat((self.down1(x), self.down2(x)), dim=1)
+        x = shuffle_view_transpose(x, 2) if self.style == "chunk" else shuffle_permute(x, 2)
+        return self.fc(self.head(self.units(x)).mean(dim=(2, 3)))
+
+
+class TinyShufflePermute(TinyShuffleNet):
+    def __init__(self, num_classes: int = 5) -> None:
+        super().__init__(num_classes, style="slice")
+
+
+class CheckpointedDenseLayer(nn.Module):
+    """torchvision's memory-efficient DenseNet layer: cat + BN + ReLU + 1x1 conv under torch.utils.checkpoint."""
+
+    def __init__(self, cin: int, growth: int) -> None:
+        super().__init__()
+        self.norm1, self.conv1 = nn.BatchNorm2d(cin), nn.Conv2d(cin, 2 * growth, 1, bias=False)
+        self.norm2, self.conv2 = nn.BatchNorm2d(2 * growth), nn.Conv2d(2 * growth, growth, 3, 1, 1, bias=False)
+
+    def bottleneck(self, *features: torch.Tensor) -> torch.Tensor:
+        return self.conv1(torch.relu(self.norm1(torch.cat(features, 1))))
+
+    def forward(self, *features: torch.Tensor) -> torch.Tensor:
+        import torch.utils.checkpoint as cp
+
+        if any(f.requires_grad for f in features):
+            out = cp.checkpoint(self.bottleneck, *features, use_reentrant=True)
+        else:
+            out = self.bottleneck(*features)
+        return self.conv2(torch.relu(self.norm2(out)))
+
+
+class TinyCheckpointDenseNet(nn.Module):
+    def __init__(self, num_classes: int = 5) -> None:
+        super().__init__()
+        self.conv0 = nn.Conv2d(3, 6, 3, 1, 1, bias=False)
+        self.layers = nn.ModuleList([CheckpointedDenseLayer(6, 4), CheckpointedDenseLayer(10, 4)])
+        self.norm = nn.BatchNorm2d(14)
+        self.fc = nn.Linear(14, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = [self.conv0(x)]
+        for layer in self.layers:
+            features.append(layer(*features))
+        x = torch.relu(self.norm(torch.cat(features, 1)))
+        return self.fc(x.mean(dim=(2, 3)))
+
+
+class LayerNorm2d(nn.LayerNorm):
+    """torchvision's LayerNorm2d: LayerNorm over channels of an NCHW tensor (permute, layer_norm, permute)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.permute(0, 2, 3, 1)
+        x = nn.functional.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+        return x.permute(0, 3, 1, 2)
+
+
+class CNBlock(nn.Module):
+    """ConvNeXt block: depthwise 7x7 (here 3x3), channels-last LayerNorm, MLP, per-channel layer scale."""
+
+    def __init__(self, dim: int, layer_scale: float = 0.5) -> None:
+        super().__init__()
+        self.dwconv = nn.Conv2d(dim, dim, 3, padding=1, groups=dim)
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.pwconv1, self.pwconv2 = nn.Linear(dim, 4 * dim), nn.Linear(4 * dim, dim)
+        self.layer_scale = nn.Parameter(torch.full((dim, 1, 1), layer_scale))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.norm(self.dwconv(x).permute(0, 2, 3, 1))
+        y = self.pwconv2(nn.functional.gelu(self.pwconv1(y))).permute(0, 3, 1, 2)
+        return x + self.layer_scale * y
+
+
+class TinyConvNeXt(nn.Module):
+    def __init__(self, num_classes: int = 5) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 8, 2, 2), LayerNorm2d(8, eps=1e-6))
+        self.stage1 = nn.Sequential(CNBlock(8), CNBlock(8))
+        self.down = nn.Sequential(LayerNorm2d(8, eps=1e-6), nn.Conv2d(8, 12, 2, 2))
+        self.stage2 = nn.Sequential(CNBlock(12))
+        self.head_norm = nn.LayerNorm(12)
+        self.fc = nn.Linear(12, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stage2(self.down(self.stage1(self.stem(x))))
+        return self.fc(self.head_norm(x.mean(dim=(2, 3))))
+
+
+class _ChannelMixTail(nn.Module):
+    """conv-BN-ReLU, then `mix` (a subclass hook), then a 1x1 conv and a classifier."""
+
+    def __init__(self, num_classes: int = 5) -> None:
+        super().__init__()
+        self.conv1, self.bn1 = conv_bn(3, 8)
+        self.conv2, self.bn2 = conv_bn(8, 8)
+        self.conv3 = nn.Conv2d(8, 6, 1)
+        self.fc = nn.Linear(6, num_classes)
+
+    def mix(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.bn1(self.conv1(x)))
+        x = self.mix(torch.relu(self.bn2(self.conv2(x))))
+        return self.fc(torch.relu(self.conv3(x)).mean(dim=(2, 3)))
+
+
+class SoftmaxNet(_ChannelMixTail):
+    def mix(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(x, dim=1)
+
+
+class MeanCenterNet(_ChannelMixTail):
+    def mix(self, x: torch.Tensor) -> torch.Tensor:
+        return x - x.mean(1, keepdim=True)
+
+
+class ShiftChannels(torch.autograd.Function):
+    """A custom op that moves every channel to the next index (a name that says nothing about rolling)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        return torch.roll(x, 1, dims=1)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        return torch.roll(grad, -1, dims=1)
+
+
+class ShiftNet(_ChannelMixTail):
+    def mix(self, x: torch.Tensor) -> torch.Tensor:
+        return ShiftChannels.apply(x)
+
+
+class GLUNet(_ChannelMixTail):
+    """GLU built from chunk: the first half of the channels gated by the second half."""
+
+    def __init__(self, num_classes: int = 5) -> None:
+        super().__init__(num_classes)
+        self.conv3 = nn.Conv2d(4, 6, 1)
+
+    def mix(self, x: torch.Tensor) -> torch.Tensor:
+        a, b = x.chunk(2, dim=1)
+        return a * torch.sigmoid(b)
+
+
+class FixedViewNet(nn.Module):
+    """flatten, then a view with hard-coded sizes that regroups the flattened channels."""
+
+    def __init__(self, num_classes: int = 5) -> None:
+        super().__init__()
+        self.conv1, self.bn1 = conv_bn(3, 8)
+        self.pool = nn.AdaptiveAvgPool2d(2)
+        self.fc1 = nn.Linear(16, 6)
+        self.fc = nn.Linear(12, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.flatten(self.pool(torch.relu(self.bn1(self.conv1(x)))), 1)  # 8 channels x 4 positions
+        x = self.fc1(x.view(x.shape[0], 2, 16))  # two rows of 16: channels 0-3 and 4-7
+        return self.fc(torch.relu(x).flatten(1))
+
+
+STRUCTURES = {
+    "resnext": TinyResNeXt,
+    "shuffle_view": TinyShuffleNet,
+    "shuffle_permute": TinyShufflePermute,
+    "checkpoint_dense": TinyCheckpointDenseNet,
+    "convnext": TinyConvNeXt,
+    "softmax": SoftmaxNet,
+    "mean_center": MeanCenterNet,
+    "shift_op": ShiftNet,
+    "glu_chunk": GLUNet,
+    "fixed_view": FixedViewNet,
+}
+
+
+def build_structure(name: str, seed: int = 0, dtype: torch.dtype = torch.float64) -> nn.Module:
+    """A STRUCTURES model with random weights and random BN statistics (as `build`)."""
+    torch.manual_seed(seed)
+    model = STRUCTURES[name]().to(dtype)
+    randomize_batchnorm(model, seed)
+    return model

@@ -2,14 +2,19 @@
 
 Torch-Pruning's DependencyGraph is the graph engine: it traces the model through autograd and, for a producer's
 output channels, lists every coupled (module, pruning function, indices) item, with index mappings through
-concatenation (offsets), flatten (one channel -> H*W columns of a Linear) and residual adds. This module turns each
-of those groups into plain data (`ChannelSlice`: module, tensor, dim, positions, group channel of each position)
-and decides whether the group may shrink. Everything that edits tensors lives in `surgery.py`.
+concatenation (offsets), split / chunk / slicing, flatten (one channel -> H*W columns of a Linear) and residual
+adds. `tracing.py` builds it under guard, `traversal.py` collects each group in bounded time, `shuffle.py` maps
+channel permutations the engine cannot, and this module turns each group into plain data (`ChannelSlice`) and
+decides whether it may shrink. Everything that edits tensors lives in `surgery.py`.
+
+Channels that must go together are merged into one group channel: the channels of a grouped convolution at the
+same index within each conv group (so every conv group keeps the same width; depthwise convs keep one channel per
+group and shrink with it), and channels the engine maps onto one position (a GLU's two halves).
 
 A group is *blocked* (never returned by `channel_groups`, shown with its reason by `inspect_rows`) when it touches
-the network output (classifier rows), the network input, a grouped (non-depthwise) convolution, channel padding,
-a channel-reordering op, or an index mapping we cannot verify. Modules that own parameters or buffers and are not
-Conv1d/2d/3d, Linear or BatchNorm raise a `UserError`: they are never silently mis-pruned.
+the network output (classifier rows) or input, channel padding, an op that mixes channels (`op_rules.py`), a
+layer prunekit cannot slice, tensor dims it covers only in part, or when the numerical check fails: a subnet
+pruning about half of its channels does not compute what the masked supernet computes (`verify.py`).
 """
 
 from __future__ import annotations
@@ -17,108 +22,71 @@ from __future__ import annotations
 import math
 import weakref
 from collections import defaultdict
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
-import torch_pruning as tp
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.conv import _ConvNd
 
+from prunekit.channels.groups_base import (
+    POLICIES,
+    ChannelGroup,
+    ChannelSlice,
+    GroupAnalysis,
+    is_depthwise,
+    is_grouped,
+    is_plain_weight_layer,
+)
+from prunekit.channels.op_rules import op_block_reason
+from prunekit.channels.shuffle import find_layout_chains, permutation_overrides, repair_concats, repair_splits
+from prunekit.channels.tracing import ANALYSIS_TIME_LIMIT_S, Deadline, Trace, engine_error, trace_model
+from prunekit.channels.traversal import collect
 from prunekit.errors import UserError
-from prunekit.measure import eval_mode, restored_modes
+from prunekit.measure import eval_mode
 
-POLICIES = ("internal", "all")
+__all__ = ["POLICIES", "ChannelGroup", "ChannelSlice", "GroupAnalysis", "analyse_groups", "channel_groups",
+           "is_depthwise", "is_grouped", "is_plain_weight_layer", "require_prunable", "unsupported_layers"]
 
-# Autograd ops that move values across channels; Torch-Pruning would treat them as element-wise.
-_CHANNEL_MIXING_OPS = ("Permute", "Transpose", "PixelShuffle", "PixelUnshuffle", "ChannelShuffle", "Roll", "Flip",
-                       "Index", "Gather", "Unfold", "Repeat", "Unknown")
+MAX_STEPS_PER_GROUP = 200_000
 
-
-@dataclass(frozen=True)
-class ChannelSlice:
-    """The positions of `module.tensor` along `dim` that carry this group's channels.
-
-    `positions[i]` carries group channel `channels[i]` (several positions per channel after a flatten; positions
-    offset by the concatenation offset when the group is concatenated with others).
-    """
-
-    module: str
-    tensor: str
-    dim: int
-    positions: tuple[int, ...]
-    channels: tuple[int, ...]
-
-
-@dataclass(frozen=True)
-class ChannelGroup:
-    """One prunable channel index space (see the module docstring).
-
-    name: the first producer in `model.named_modules()` order. producers: modules whose output channels are this
-    group (convs, linears and depthwise convs that carry the group through). consumers: modules whose input channels
-    read it. norms: BatchNorms on it. bn: the BatchNorm directly after the first producer (its gamma is the BN scale
-    criterion), or None. internal: exactly one non-depthwise producer (so not a residual stream; REPrune's rule).
-    macs_share: the dense MACs of the producers and consumers divided by the model's conv+linear MACs, i.e. the
-    share of the model's MACs whose cost scales with this group's width (an upper bound on what pruning it saves).
-    """
-
-    name: str
-    size: int
-    producers: tuple[str, ...]
-    consumers: tuple[str, ...]
-    norms: tuple[str, ...]
-    bn: str | None
-    internal: bool
-    macs_share: float
-    slices: tuple[ChannelSlice, ...] = field(repr=False, default=())
-
-    @property
-    def norm_layers(self) -> tuple[str, ...]:
-        """The BatchNorms on the group: `bn` (the one after the first producer) first, then the others."""
-        first = (self.bn,) if self.bn is not None else ()
-        return first + tuple(n for n in self.norms if n != self.bn)
+# role -> (tensor, dim) sliced; "norm" lists every per-channel tensor a norm may own
+_ROLE_TENSORS = {
+    "out": (("weight", 0), ("bias", 0)),
+    "in": (("weight", 1),),
+    "norm": (("weight", 0), ("bias", 0), ("running_mean", 0), ("running_var", 0)),
+}
 
 
 @dataclass
-class GroupAnalysis:
-    """A traced group with the reason it cannot be pruned (None when it can)."""
-
-    group: ChannelGroup
-    blocked: str | None
+class Analysis:
+    groups: list[GroupAnalysis]
+    untraced: list[str]
 
 
-def is_depthwise(conv: _ConvNd) -> bool:
-    """A depthwise conv: every channel is its own group and maps to itself (groups == in == out > 1).
-
-    A channel-multiplier conv (groups == in_channels, out_channels = k * in_channels, k > 1) is NOT depthwise
-    here: it is a grouped conv (channel groups through it are blocked; the group lasso groups it as one)."""
-    return conv.groups > 1 and conv.groups == conv.in_channels == conv.out_channels
-
-
-def is_plain_weight_layer(module: nn.Module) -> bool:
-    """A Conv (not depthwise) or a Linear: the layers whose weights define what a channel reads and writes.
-
-    Depthwise convs only carry each channel through; per-channel criteria (filter norms, sparsity) skip them."""
+def _known_layer(module: nn.Module) -> bool:
     if isinstance(module, _ConvNd):
-        return not is_depthwise(module)
-    return isinstance(module, nn.Linear)
+        return not module.transposed
+    if isinstance(module, nn.LayerNorm):
+        return len(module.normalized_shape) == 1 and module.weight is not None
+    if isinstance(module, nn.PReLU):
+        return True
+    return isinstance(module, (nn.Linear, _BatchNorm))
 
 
 def unsupported_layers(model: nn.Module) -> list[tuple[str, str]]:
-    """(name, type) of every module that owns parameters or buffers that we do not know how to slice."""
+    """(name, type) of every module owning tensors prunekit cannot slice: built-in layers other than Conv (not
+    transposed), Linear, BatchNorm, LayerNorm over one dim with affine weights and PReLU, and custom modules that
+    own buffers. A custom module owning only parameters (a layer scale) is supported: the graph engine maps its
+    parameters with the channels they scale, and the numerical check confirms it."""
     found = []
     for name, module in model.named_modules():
-        owns_state = any(True for _ in module.parameters(recurse=False)) or any(
-            True for _ in module.buffers(recurse=False))
-        if not owns_state:
+        has_params = any(True for _ in module.parameters(recurse=False))
+        has_buffers = any(True for _ in module.buffers(recurse=False))
+        if not (has_params or has_buffers) or _known_layer(module):
             continue
-        if isinstance(module, _ConvNd) and not module.transposed:
-            continue
-        if isinstance(module, (nn.Linear, _BatchNorm)):
-            continue
-        found.append((name, type(module).__name__))
+        if has_buffers or type(module).__module__.startswith("torch.nn"):
+            found.append((name, type(module).__name__))
     return found
 
 
@@ -128,32 +96,29 @@ def raise_if_unsupported(model: nn.Module) -> None:
         listed = ", ".join(f"{name!r} ({kind})" for name, kind in found[:5])
         more = f" and {len(found) - 5} more" if len(found) > 5 else ""
         raise UserError(f"unsupported layer(s) for channel pruning: {listed}{more}; prunekit slices only "
-                        "Conv1d/2d/3d, Linear and BatchNorm modules")
+                        "Conv1d/2d/3d, Linear, BatchNorm, LayerNorm, PReLU and per-channel parameters")
 
 
-def channel_groups(model: nn.Module, example_inputs: torch.Tensor, policy: str = "all") -> list[ChannelGroup]:
-    """The prunable channel groups of `model` under `policy` ("internal" or "all"), in named_modules order."""
+def channel_groups(model: nn.Module, example_inputs: torch.Tensor, policy: str = "all",
+                   time_limit: float = ANALYSIS_TIME_LIMIT_S) -> list[ChannelGroup]:
+    """The prunable channel groups of `model` under `policy` ("internal" or "all"), in named_modules order.
+
+    Stops with a UserError past `time_limit` seconds, naming where the analysis was."""
     if policy not in POLICIES:
         raise UserError(f"unknown channel policy {policy!r}; choose one of {', '.join(POLICIES)}")
     raise_if_unsupported(model)
-    groups = [a.group for a in analyse_groups(model, example_inputs) if a.blocked is None]
+    groups = [a.group for a in analyse(model, example_inputs, time_limit).groups if a.blocked is None]
     if policy == "internal":
         groups = [g for g in groups if g.internal]
     return groups
 
 
-@contextmanager
-def _tracing_state(model: nn.Module) -> Iterator[None]:
-    """Torch-Pruning switches the model to eval and needs grads: restore modes and requires_grad afterwards."""
-    flags = [(p, p.requires_grad) for p in model.parameters()]
-    try:
-        for p, _ in flags:
-            p.requires_grad_(True)
-        with restored_modes(model), torch.enable_grad():
-            yield
-    finally:
-        for p, flag in flags:
-            p.requires_grad_(flag)
+def require_prunable(groups: list[ChannelGroup] | None, policy: str, who: str = "this method") -> None:
+    """Raise a UserError naming the policy when no group may shrink under it (size 1 groups cannot shrink)."""
+    if groups is None or not any(g.size > 1 for g in groups):
+        other = "; `policy: all` also prunes residual streams" if policy == "internal" else ""
+        raise UserError(f"{who}: no channel group of this model is prunable under channel policy {policy!r}"
+                        f"{other}; `prunekit inspect --model ...` shows every group and why it is blocked")
 
 
 def _flatten_outputs(value: object) -> list[torch.Tensor]:
@@ -167,8 +132,8 @@ def _flatten_outputs(value: object) -> list[torch.Tensor]:
 
 
 def forward_profile(model: nn.Module, example_inputs: torch.Tensor) -> tuple[dict[nn.Module, float], set[nn.Module]]:
-    """Per-sample MACs of every Conv and Linear, and the Conv/Linear/BN modules whose output tensor is returned by
-    the model (one eval-mode forward)."""
+    """Per-sample MACs of every Conv and Linear, and the Conv/Linear/norm modules whose output tensor is returned
+    by the model (one eval-mode forward)."""
     macs: dict[nn.Module, float] = defaultdict(float)
     produced: dict[nn.Module, weakref.ref] = {}
     batch = example_inputs.shape[0] if example_inputs.dim() > 1 else 1
@@ -182,7 +147,7 @@ def forward_profile(model: nn.Module, example_inputs: torch.Tensor) -> tuple[dic
         elif isinstance(module, nn.Linear):
             macs[module] += output.numel() / batch * module.in_features
 
-    kinds = (_ConvNd, nn.Linear, _BatchNorm)
+    kinds = (_ConvNd, nn.Linear, _BatchNorm, nn.LayerNorm, nn.PReLU)
     handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, kinds)]
     try:
         with eval_mode(model), torch.no_grad():
@@ -195,161 +160,213 @@ def forward_profile(model: nn.Module, example_inputs: torch.Tensor) -> tuple[dic
     return macs, returned
 
 
-def _tensor_slices(module: nn.Module, name: str, role: str, positions: list[int],
-                   channels: list[int]) -> list[ChannelSlice]:
-    """Slices of the tensors of `module` for one group item; role is "out", "in" or "norm"."""
-    if role == "norm":
-        tensors = [("weight", 0), ("bias", 0), ("running_mean", 0), ("running_var", 0)]
-    elif role == "out":
-        tensors = [("weight", 0), ("bias", 0)]
-    else:
-        tensors = [("weight", 1)]
-    result = []
-    for tensor_name, dim in tensors:
-        if getattr(module, tensor_name, None) is None:
-            continue
-        result.append(ChannelSlice(name, tensor_name, dim, tuple(positions), tuple(channels)))
-    return result
+def analyse_groups(model: nn.Module, example_inputs: torch.Tensor,
+                   time_limit: float = ANALYSIS_TIME_LIMIT_S) -> list[GroupAnalysis]:
+    """Every traced group (root = each conv/linear not yet covered, in named_modules order), blocked or not."""
+    return analyse(model, example_inputs, time_limit).groups
 
 
-def _op_block_reason(node: tp.dependency.Node, input_ids: set[int]) -> str | None:
-    """Why a non-module node of the traced graph cannot carry a pruned group (None when it can)."""
-    if node.type == tp.ops.OPTYPE.OUTPUT:
-        return "network output"
-    grad_fn = node.grad_fn
-    for next_fn, _ in getattr(grad_fn, "next_functions", ()):
-        if next_fn is not None and id(getattr(next_fn, "variable", None)) in input_ids:
-            return "joined with the network input"
-    op_name = grad_fn.name() if hasattr(grad_fn, "name") else "Unknown"
-    if "ConstantPadNd" in op_name:
-        pad = tuple(getattr(grad_fn, "_saved_pad", ()))
-        ndim = len(getattr(grad_fn, "_saved_self_sym_sizes", ())) or 4
-        channel_pair = pad[2 * (ndim - 2): 2 * (ndim - 2) + 2]
-        if len(pad) > 2 * (ndim - 2) and any(int(p) != 0 for p in channel_pair):
-            return "channel padding (option-A shortcut)"
-        return None
-    if node.type == tp.ops.OPTYPE.ELEMENTWISE and any(op in op_name for op in _CHANNEL_MIXING_OPS):
-        return f"channel-mixing operation {op_name}"
+def analyse(model: nn.Module, example_inputs: torch.Tensor, time_limit: float = ANALYSIS_TIME_LIMIT_S) -> Analysis:
+    """`analyse_groups` plus the modules that ran outside the traced graph."""
+    deadline = Deadline(time_limit)
+    example_inputs = example_inputs[:1]  # one sample is enough to trace the structure and count per-sample MACs
+    trace = trace_model(model, example_inputs, deadline)
+    repair_concats(trace)
+    repair_splits(trace)
+    chains = find_layout_chains(trace)
+    for chain in chains:
+        reason = None if chain.perm is not None else f"channel-mixing reshape {chain.label}"
+        trace.layout.update({id(n.grad_fn): reason for n in chain.nodes})
+    overrides = permutation_overrides(chains)
+    context = _Context(model, trace, example_inputs)
+    analyses: list[GroupAnalysis] = []
+    with deadline.guard():
+        for root in context.names:
+            if root in context.covered or root not in trace.graph.module2node or not isinstance(
+                    root, (_ConvNd, nn.Linear)):
+                continue
+            deadline.check(f"collecting the channel group of {context.names[root]!r}")
+            try:
+                items = collect(trace.graph, root, deadline, overrides, MAX_STEPS_PER_GROUP)
+            except (UserError, AssertionError) as error:
+                raise error if isinstance(error, UserError) else engine_error("collecting groups", error) from error
+            except Exception as error:
+                if type(error).__name__ == "AnalysisTimeout":
+                    raise
+                raise engine_error(f"collecting the group of {context.names[root]!r}", error) from error
+            analyses.append(_describe(items, root, context))
+        _block_partial_coverage(model, analyses)
+        deadline.check("checking each group numerically against the masked supernet")
+        from prunekit.channels.verify_groups import verify_groups  # late: verify imports surgery
+
+        verify_groups(model, analyses, example_inputs, trace.untraced, deadline)
+    return Analysis(analyses, trace.untraced)
+
+
+class _Context:
+    """What `_describe` needs about the model: names, order, parameter names, MACs, returned modules."""
+
+    def __init__(self, model: nn.Module, trace: Trace, example_inputs: torch.Tensor) -> None:
+        self.graph = trace.graph
+        self.trace = trace
+        self.names = {module: name for name, module in model.named_modules()}
+        self.order = {name: i for i, name in enumerate(self.names.values())}
+        self.param_names = {id(p): n for n, p in model.named_parameters()}
+        self.macs, self.returned = forward_profile(model, example_inputs)
+        self.total_macs = sum(self.macs.values()) or 1.0
+        self.covered: set[nn.Module] = set()
+
+
+def _role(module: nn.Module, is_out: bool) -> str | None:
+    if isinstance(module, _ConvNd):
+        return "out" if (is_out or is_depthwise(module)) else "in"
+    if isinstance(module, nn.Linear):
+        return "out" if is_out else "in"
+    if isinstance(module, (_BatchNorm, nn.LayerNorm, nn.PReLU)) and _known_layer(module):
+        return "norm"
     return None
 
 
-def _call(model: nn.Module, inputs: torch.Tensor) -> object:
-    return model(inputs)  # Torch-Pruning's default would unpack the batch as positional arguments
+class _Channels:
+    """Union-find over the root's channels: channels that share a position, or a grouped conv's local index,
+    must be removed together; `classes()` numbers the merged channels 0..n-1 by their smallest member."""
+
+    def __init__(self, size: int) -> None:
+        self.parent = list(range(size))
+
+    def find(self, c: int) -> int:
+        while self.parent[c] != c:
+            self.parent[c] = self.parent[self.parent[c]]
+            c = self.parent[c]
+        return c
+
+    def union(self, a: int, b: int) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[max(ra, rb)] = min(ra, rb)
+
+    def classes(self) -> list[int]:
+        ids: dict[int, int] = {}
+        return [ids.setdefault(self.find(c), len(ids)) for c in range(len(self.parent))]
 
 
-def analyse_groups(model: nn.Module, example_inputs: torch.Tensor) -> list[GroupAnalysis]:
-    """Every traced group (root = each conv/linear not yet covered, in named_modules order), blocked or not."""
-    names = {module: name for name, module in model.named_modules()}
-    order = {name: i for i, name in enumerate(names.values())}
-    example_inputs = example_inputs[:1]  # one sample is enough to trace the structure and count per-sample MACs
-    inputs = example_inputs.detach().clone().requires_grad_(True)
-    with _tracing_state(model):
-        graph = tp.DependencyGraph().build_dependency(model, example_inputs=inputs, forward_fn=_call, verbose=False)
-    param_names = {id(p): n for n, p in model.named_parameters()}
-    macs, returned = forward_profile(model, example_inputs)
-    total_macs = sum(macs.values()) or 1.0
-
-    covered: set[nn.Module] = set()
-    analyses: list[GroupAnalysis] = []
-    for root in names:
-        if root in covered or root not in graph.module2node or not isinstance(root, (_ConvNd, nn.Linear)):
-            continue
-        pruner = graph.get_pruner_of_module(root)
-        size = pruner.get_out_channels(root)
-        tp_group = graph.get_pruning_group(root, pruner.prune_out_channels, list(range(size)))
-        analyses.append(_describe(tp_group, graph, root, size, names, order, param_names, {id(inputs)},
-                                  macs, total_macs, returned, covered))
-    _block_partial_coverage(model, analyses)
-    return analyses
-
-
-def _describe(tp_group, graph, root, size, names, order, param_names, input_ids, macs, total_macs, returned,
-              covered) -> GroupAnalysis:
-    blocked: str | None = None
+def _describe(items, root: nn.Module, ctx: _Context) -> GroupAnalysis:
+    names, graph = ctx.names, ctx.graph
+    size = graph.get_pruner_of_module(root).get_out_channels(root)
+    reasons: list[str] = []
     producers: dict[str, bool] = {}  # name -> depthwise
     consumers: list[str] = []
     norms: list[str] = []
-    by_tensor: dict[tuple[str, str, int], dict[int, int]] = defaultdict(dict)
+    entries: dict[tuple[str, str, int], dict[int, set[int]]] = defaultdict(lambda: defaultdict(set))
+    merged = _Channels(size)
 
-    def block(reason: str) -> None:
-        nonlocal blocked
-        blocked = blocked or reason
-
-    for item in tp_group.items:
-        dep, positions = item.dep, list(item.idxs)
-        channels = list(item.root_idxs)
-        module = dep.target.module
+    for item in items:
+        dep, module = item.dep, item.dep.target.module
+        pairs = [(i.idx, i.root_idx) for i in item.idxs]
+        if any(c is None or not 0 <= c < size for _, c in pairs):
+            reasons.append(f"index mapping into {dep.target.name or 'an op'} is not one-to-one")
+            continue
         if isinstance(module, nn.Parameter):
-            block(f"unsupported parameter {param_names.get(id(module), '?')!r}")
+            name = ctx.param_names.get(id(module), "?")
+            owner, _, tensor = name.rpartition(".")
+            dim = dep.target.pruning_dim if dep.target.pruning_dim is not None else 0
+            for pos, ch in pairs:
+                entries[(owner, tensor, dim)][pos].add(ch)
             continue
         if not isinstance(module, nn.Module) or module not in names:
-            reason = _op_block_reason(dep.target, input_ids)
+            reason = op_block_reason(dep.target, ctx.trace)
             if reason:
-                block(reason)
+                reasons.append(reason)
             continue
         name = names[module]
-        if any(c is None for c in channels):
-            block(f"index mapping into {name!r} is not one-to-one")
+        role = _role(module, graph.is_out_channel_pruning_fn(dep.handler))
+        if role is None:
+            reasons.append(f"unsupported layer {name!r} ({type(module).__name__})")
             continue
-        is_out = graph.is_out_channel_pruning_fn(dep.handler)
-        grouped = isinstance(module, _ConvNd) and (module.transposed or (module.groups > 1
-                                                                         and not is_depthwise(module)))
-        if isinstance(module, _ConvNd):
-            role = "out" if (is_out or is_depthwise(module)) else "in"
-        elif isinstance(module, nn.Linear):
-            role = "out" if is_out else "in"
-        elif isinstance(module, _BatchNorm):
-            role = "norm"
-        else:
-            block(f"unsupported layer {name!r} ({type(module).__name__})")
-            continue
-        if role != "in" and (not dep.target.outputs or module in returned):
-            block("network output")  # nothing in the graph reads this module: its output leaves the network
-        if role == "out":
-            producers[name] = isinstance(module, _ConvNd) and is_depthwise(module)
-            covered.add(module)
-        elif role == "in" and name not in consumers:
-            consumers.append(name)
-        elif role == "norm" and name not in norms:
-            norms.append(name)
-        if grouped:
-            block(f"grouped convolution {name!r} (groups={module.groups})")
-            continue
-        for piece in _tensor_slices(module, name, role, positions, channels):
-            extent = getattr(module, piece.tensor).shape[piece.dim]
-            mapping = by_tensor[(piece.module, piece.tensor, piece.dim)]
-            for pos, ch in zip(piece.positions, piece.channels, strict=True):
-                if not 0 <= pos < extent or not 0 <= ch < size or mapping.get(pos, ch) != ch:
-                    block(f"index mapping into {name!r} is out of range or ambiguous")
-                    break
-                mapping[pos] = ch
+        if role != "in" and (not dep.target.outputs or module in ctx.returned):
+            reasons.append("network output")  # nothing in the graph reads this module: its output leaves the network
+        _record_role(module, name, role, producers, consumers, norms, ctx)
+        local = _grouped_local(module, role, pairs, merged)
+        for tensor, dim in _ROLE_TENSORS[role]:
+            if getattr(module, tensor, None) is None or (role == "norm" and getattr(module, tensor).numel() == 1):
+                continue
+            for pos, ch in local:
+                entries[(name, tensor, dim)][pos].add(ch)
 
-    slices = tuple(
-        ChannelSlice(m, t, d, tuple(sorted(mapping)), tuple(mapping[p] for p in sorted(mapping)))
-        for (m, t, d), mapping in sorted(by_tensor.items(), key=lambda kv: (order[kv[0][0]], kv[0][1], kv[0][2]))
-    )
+    slices, reason = _slices(entries, merged, ctx)
+    if reason:
+        reasons.append(reason)
+    classes = merged.classes()
+    group = _group(root, 1 + max(classes) if classes else 0, producers, consumers, norms, slices, ctx)
+    return GroupAnalysis(group, reasons[0] if reasons else None)
+
+
+def _record_role(module, name, role, producers, consumers, norms, ctx) -> None:
+    if role == "out":
+        producers[name] = isinstance(module, _ConvNd) and is_depthwise(module)
+        ctx.covered.add(module)
+    elif role == "in" and name not in consumers:
+        consumers.append(name)
+    elif role == "norm" and name not in norms:
+        norms.append(name)
+
+
+def _grouped_local(module: nn.Module, role: str, pairs: list[tuple[int, int]],
+                   merged: _Channels) -> list[tuple[int, int]]:
+    """A grouped conv's (position, channel) pairs on its weight, merging channels at the same index within
+    every conv group: its input side maps channel position p to weight column p % (in / groups)."""
+    if not is_grouped(module):
+        return pairs
+    width = (module.in_channels if role == "in" else module.out_channels) // module.groups
+    by_local: dict[int, int] = {}
+    for pos, ch in pairs:
+        first = by_local.setdefault(pos % width, ch)
+        merged.union(first, ch)
+    if role == "in":
+        return [(pos % width, ch) for pos, ch in pairs]
+    return pairs
+
+
+def _slices(entries, merged: _Channels, ctx: _Context) -> tuple[tuple[ChannelSlice, ...], str | None]:
+    """Merge the channels that share a position, then one ChannelSlice per (module, tensor, dim)."""
+    for mapping in entries.values():
+        for channels in mapping.values():
+            first, *rest = channels
+            for other in rest:
+                merged.union(first, other)
+    classes = merged.classes()
+    reason = None
+    result = []
+    for (module_name, tensor, dim), mapping in sorted(entries.items(), key=lambda kv: (
+            ctx.order.get(kv[0][0], 0), kv[0][1], kv[0][2])):
+        positions = sorted(mapping)
+        tensor_value = getattr(ctx.graph.model.get_submodule(module_name), tensor, None)
+        extent = tensor_value.shape[dim] if isinstance(tensor_value, torch.Tensor) and tensor_value.dim() > dim \
+            else -1
+        if positions and not 0 <= positions[0] <= positions[-1] < extent:
+            reason = reason or f"index mapping into {module_name!r} is out of range"
+            continue
+        result.append(ChannelSlice(module_name, tensor, dim, tuple(positions),
+                                   tuple(classes[next(iter(mapping[p]))] for p in positions)))
+    return tuple(result), reason
+
+
+def _group(root, size, producers, consumers, norms, slices, ctx: _Context) -> ChannelGroup:
+    names, order = ctx.names, ctx.order
     producer_names = sorted(producers, key=order.__getitem__)
     consumer_names = sorted(consumers, key=order.__getitem__)
-    root_name = names[root]
     bn = None
-    for out_node in graph.module2node[root].outputs:
+    for out_node in ctx.graph.module2node[root].outputs:
         if isinstance(out_node.module, _BatchNorm):
             bn = names[out_node.module]
             break
-    touched = {names[m] for m in macs} & (set(producer_names) | set(consumer_names))
-    share = sum(macs[m] for m in macs if names[m] in touched) / total_macs
-    group = ChannelGroup(
-        name=root_name,
-        size=size,
-        producers=tuple(producer_names),
-        consumers=tuple(consumer_names),
-        norms=tuple(sorted(norms, key=order.__getitem__)),
-        bn=bn,
+    touched = set(producer_names) | set(consumer_names)
+    share = sum(m for module, m in ctx.macs.items() if names[module] in touched) / ctx.total_macs
+    return ChannelGroup(
+        name=names[root], size=size, producers=tuple(producer_names), consumers=tuple(consumer_names),
+        norms=tuple(sorted(norms, key=order.__getitem__)), bn=bn,
         internal=sum(1 for depthwise in producers.values() if not depthwise) == 1,
-        macs_share=share,
-        slices=slices,
-    )
-    return GroupAnalysis(group, blocked)
+        macs_share=share, slices=slices)
 
 
 def _block_partial_coverage(model: nn.Module, analyses: list[GroupAnalysis]) -> None:

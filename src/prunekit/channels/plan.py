@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from prunekit.channels.groups import ChannelGroup
+from prunekit.channels.groups_base import ChannelGroup
 from prunekit.errors import UserError
 
 

@@ -15,7 +15,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.conv import _ConvNd
 
-from prunekit.channels.groups import ChannelGroup, is_depthwise
+from prunekit.channels.groups_base import ChannelGroup, is_depthwise
 from prunekit.channels.plan import ChannelPlan
 from prunekit.errors import UserError
 
@@ -79,6 +79,10 @@ def _update_shape_attributes(module: nn.Module, was_depthwise: bool) -> None:
     elif isinstance(module, _BatchNorm):
         reference = module.running_mean if module.running_mean is not None else module.weight
         module.num_features = reference.shape[0]
+    elif isinstance(module, nn.LayerNorm):
+        module.normalized_shape = (module.weight.shape[0],)
+    elif isinstance(module, nn.PReLU):
+        module.num_parameters = module.weight.shape[0]
 
 
 def materialize(supernet: nn.Module, plan: ChannelPlan, groups: list[ChannelGroup]) -> nn.Module:
