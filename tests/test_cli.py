@@ -272,3 +272,57 @@ def test_export_to_a_directory_is_one_line(tmp_path, capsys):
         one_line_error(code, err)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "run"]  # no temporary file left anywhere
     assert list((tmp_path / "out").iterdir()) == []
+
+
+# ---- output paths and environment failures: one line, exit 2 (issue 18) ----
+
+TINY = ("data:\n  name: synthetic\n  synthetic_size: 64\n  synthetic_shape: [1, 8, 8]\n"
+        "model:\n  name: small_cnn\ntrain:\n  epochs: 1\n  batch_size: 32\n  threads: 1\n")
+
+
+def test_out_pointing_at_a_file(tmp_path, capsys):
+    (tmp_path / "c.yaml").write_text(TINY)
+    (tmp_path / "afile").write_text("x")
+    for out in (tmp_path / "afile", tmp_path / "afile" / "sub"):
+        code, _, err = run_cli(capsys, "train", str(tmp_path / "c.yaml"), "--out", str(out), "--quiet")
+        one_line_error(code, err)
+        assert "is a file, not a directory" in err
+    assert (tmp_path / "afile").read_text() == "x"
+
+
+def test_environment_errors_are_one_line(tmp_path, capsys, monkeypatch):
+    import prunekit.cli.info as info
+
+    def broken(args):
+        raise OSError(5, "Input/output error", str(tmp_path / "x"))
+
+    monkeypatch.setattr(info, "run", broken)
+    code, _, err = run_cli(capsys, "info")
+    one_line_error(code, err)
+    assert err.strip() == f"prunekit: error: {tmp_path / 'x'}: Input/output error"
+
+
+def unshare_works():
+    import shutil
+
+    if shutil.which("unshare") is None or not sys.platform.startswith("linux"):
+        return False
+    probe = subprocess.run(["unshare", "-m", "sh", "-c", "mount -t tmpfs -o size=64k tmpfs /mnt"],
+                           capture_output=True, timeout=30)
+    return probe.returncode == 0
+
+
+@pytest.mark.parametrize("kind", ["full", "read-only"])
+def test_training_onto_a_full_or_read_only_disk(tmp_path, kind):
+    if not unshare_works():
+        pytest.skip("needs unshare -m and tmpfs mounts (root in a Linux container)")
+    (tmp_path / "c.yaml").write_text(TINY)
+    mount = tmp_path / "mnt"
+    mount.mkdir()
+    ro = f"mkdir {mount}/run && mount -o remount,ro {mount} && " if kind == "read-only" else ""
+    script = (f"mount -t tmpfs -o size=24k tmpfs {mount} && {ro}"
+              f"{sys.executable} -m prunekit train {tmp_path / 'c.yaml'} --out {mount}/run --quiet")
+    proc = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("prunekit: error: "), proc.stderr
+    assert ("No space left on device" if kind == "full" else "Read-only file system") in proc.stderr

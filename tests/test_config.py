@@ -29,7 +29,7 @@ def test_int_accepted_for_float_and_yaml_parsed_override(tmp_path):
         ("train:\n  epohcs: 3\n", [], "unknown config key 'train.epohcs' (did you mean 'train.epochs'?)"),
         ("trian:\n  epochs: 3\n", [], "did you mean 'train'?"),
         ("train:\n  epochs: three\n", [], "config key 'train.epochs': expected an integer, got 'three'"),
-        ("train:\n  epochs: 0\n", [], "must be a positive integer"),
+        ("train:\n  epochs: 0\n", [], "must be an integer in [1, 1000000], got 0"),
         ("optim:\n  name: rmsprop\n", [], "expected one of 'sgd', 'adam', 'adamw'"),
         ("optim:\n  momentum: 1.5\n", [], "must be a number in [0, 1]"),
         ("train: 5\n", [], "must be a mapping"),

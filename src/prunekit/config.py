@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
+from prunekit.config_checks import check_config, check_config_value
 from prunekit.errors import UserError
+from prunekit.io import loads_yaml
+from prunekit.io import read_yaml as read_yaml_file
 from prunekit.registry import closest
 
 
@@ -235,6 +236,7 @@ def build_dataclass(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
             kwargs[key] = build_dataclass(tp, value if value is not None else {}, prefix=f"{full}.")
             continue
         kwargs[key] = _coerce(value, tp, full)
+        check_config_value(full, kwargs[key])  # finiteness and ranges (prunekit.config_checks)
         low, high, what = RANGES.get(full, (None, None, ""))
         number = kwargs[key]
         is_number = isinstance(number, int | float) and not isinstance(number, bool)
@@ -255,10 +257,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     key, raw = text.split("=", 1)
     if not key.strip():
         raise UserError(f"--set expects key=value, got {text!r}")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError as exc:
-        raise UserError(f"--set {key}: cannot parse value {raw!r}") from exc
+    value = loads_yaml(raw, f"--set {key.strip()[:100]}") if raw.strip() else ""
     return key.strip().split("."), value
 
 
@@ -279,11 +278,7 @@ def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
         raise UserError(f"config file not found: {p}")
-    try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        first = str(exc).splitlines()[0] if str(exc) else "syntax error"
-        raise UserError(f"{p}: not valid YAML ({first})") from exc
+    raw = read_yaml_file(p)  # size, nesting, alias-expansion and UTF-8 checks: prunekit.io
     if raw is None:
         return {}
     if not isinstance(raw, dict):
@@ -297,4 +292,4 @@ def load_config(path: str | os.PathLike[str] | None = None, overrides: list[str]
     raw = apply_overrides(raw, list(overrides or []))
     if "name" not in raw and path is not None:
         raw["name"] = Path(path).stem
-    return build_dataclass(RunConfig, raw)
+    return check_config(build_dataclass(RunConfig, raw))

@@ -247,8 +247,9 @@ def loads_yaml(text: str, where: str) -> Any:
     """yaml.safe_load with one-line UserErrors for syntax errors, nesting over MAX_DEPTH, documents whose aliases
     expand past MAX_YAML_NODES nodes, recursive aliases and unconstructible scalars (integers over Python's
     4300-digit limit, impossible dates)."""
-    loader = _BoundedLoader(text)
+    loader = None
     try:
+        loader = _BoundedLoader(text)  # the reader refuses control characters here already
         node = loader.get_single_node()
         if node is None:
             return None
@@ -263,7 +264,8 @@ def loads_yaml(text: str, where: str) -> Any:
     except (ValueError, OverflowError) as exc:
         raise UserError(f"{where}: YAML value cannot be read ({str(exc)[:200]})") from exc
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def read_yaml(path: str | os.PathLike[str], max_bytes: int = MAX_YAML_BYTES) -> Any:

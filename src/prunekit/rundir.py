@@ -140,7 +140,16 @@ def _check_ancestors(path: Path, what: str) -> None:
     if not ancestor.is_dir():
         raise UserError(f"{what} {path}: {ancestor} is a file, not a directory")
     if not os.access(ancestor, os.W_OK | os.X_OK):
-        raise UserError(f"{what} {path}: cannot create it, {ancestor} is not writable")
+        raise UserError(f"{what} {path}: cannot create it, {ancestor} {_not_writable(ancestor)}")
+
+
+def _not_writable(path: Path) -> str:
+    try:
+        if os.statvfs(path).f_flag & os.ST_RDONLY:
+            return "is on a Read-only file system"
+    except OSError:
+        pass
+    return "is not writable"
 
 
 def check_output_dir(path: str | os.PathLike[str], what: str = "--out") -> None:
@@ -151,7 +160,7 @@ def check_output_dir(path: str | os.PathLike[str], what: str = "--out") -> None:
         raise UserError(f"{what} {path} is a file, not a directory")
     if path.is_dir():
         if not os.access(path, os.W_OK | os.X_OK):
-            raise UserError(f"{what} {path} is not writable")
+            raise UserError(f"{what} {path} {_not_writable(path)}")
         return
     _check_ancestors(path, what)
 

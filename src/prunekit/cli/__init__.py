@@ -2,13 +2,15 @@
 
 Each command module defines `register(subparsers)`, which adds its subparser and sets `func`; adding a command
 means adding a module, nothing else. A user mistake (`UserError`) prints one line on stderr and exits with
-status 2, never a traceback.
+status 2, never a traceback; so does a failure of the environment (an OSError: a full or read-only disk, a
+path that is a file where a directory is needed; or a MemoryError).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
 from collections.abc import Callable, Sequence
@@ -31,14 +33,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def check_paths(args: argparse.Namespace) -> None:
+    """Output paths of any command, checked before it starts: `--out` must be (or become) a directory."""
+    from prunekit.rundir import check_output_dir
+
+    if getattr(args, "out", None):
+        check_output_dir(args.out, "--out")
+
+
+def environment_error(exc: OSError | MemoryError) -> str:
+    """One line for a failure of the machine rather than of prunekit: a full or read-only disk, a path that is
+    not what it should be, no memory."""
+    if isinstance(exc, MemoryError):
+        return "out of memory (a smaller train.batch_size, model or data.train_subset may fit)"
+    where = f"{exc.filename}: " if exc.filename else ""
+    return f"{where}{exc.strerror or type(exc).__name__}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
+        check_paths(args)
         return func(args)
     except UserError as exc:
         print(f"prunekit: error: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, MemoryError) as exc:  # environment failures: one line, exit 2, like a user mistake
+        if os.environ.get("PRUNEKIT_TRACEBACK"):  # for debugging prunekit itself
+            raise
+        print(f"prunekit: error: {environment_error(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("prunekit: interrupted; resume with `prunekit train --resume RUN_DIR`", file=sys.stderr)
