@@ -24,10 +24,13 @@ def test_the_listing_names_every_registered_method_with_each_parameter(capsys):
 @pytest.mark.parametrize("name", METHODS.names())
 def test_every_method_states_a_summary_a_paper_and_help_for_every_parameter(name):
     cls = METHODS.get(name)
-    assert cls.__dict__.get("summary") and cls.__dict__.get("paper")  # declared on the class, not inherited
+    # declared on the class itself, not inherited
+    assert cls.__dict__.get("summary") and cls.__dict__.get("paper"), \
+        f"method {name!r}: declare `summary` (one line) and `paper` on the class"
     info = method_info(name)
     assert info.params == describe_params(cls.Params)
-    assert all(p.help for p in info.params), [p.name for p in info.params if not p.help]
+    missing = [p.name for p in info.params if not p.help]
+    assert not missing, f"method {name!r}: declare {missing} with methods.params.param(default, help)"
 
 
 def test_one_method_shows_types_defaults_help_and_its_description(capsys):
@@ -53,3 +56,16 @@ def test_type_names_read_as_written():
     assert type_name(list[str]) == "list[str]"
     by_name = {p.name: p for p in describe_params(PruneRegrowParams)}
     assert by_name["delta0"].type == "float" and by_name["delta0"].default == "0.2"
+
+
+def test_methods_md_lists_exactly_each_methods_parameters():
+    """docs/METHODS.md's parameter table of every method names the same keys as its Params dataclass."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "METHODS.md").read_text()
+    sections = dict(re.findall(r"^## (\w+)\n(.*?)(?=^## |\Z)", text, flags=re.S | re.M))
+    for name in METHODS.names():
+        assert name in sections, f"docs/METHODS.md needs a '## {name}' section with its parameter table"
+        keys = re.findall(r"^\| `(\w+)` \| `", sections[name], flags=re.M)
+        assert keys == [f.name for f in dataclasses.fields(METHODS.get(name).Params)], name
