@@ -7,6 +7,7 @@ labels, then one uint32 per dimension, then the bytes.
 from __future__ import annotations
 
 import gzip
+import math
 import zlib
 from pathlib import Path
 
@@ -44,7 +45,7 @@ def read_idx(path: Path, magic: int) -> np.ndarray:
     if len(raw) < header:
         raise UserError(f"{path}: truncated idx header")
     dims = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
-    expected = header + int(np.prod(dims, dtype=np.int64))
+    expected = header + math.prod(dims)  # Python ints: np.prod in int64 wraps (2^31 x 2^31 x 4 == 0)
     if len(raw) != expected:
         raise UserError(f"{path}: idx header says {'x'.join(map(str, dims))} values ({expected} bytes), "
                         f"the file has {len(raw)} bytes")
