@@ -3,7 +3,8 @@ output paths checked before anything is written.
 
     with lock_run_dir(run_dir):          # a second process on the same directory gets a one-line UserError
         clean_stale_temp_files(run_dir)  # only safe while the lock is held
-        if has_no_checkpoint(run_dir): ...   # nothing to resume from: the run may start again in place
+        if has_no_checkpoint(run_dir):   # nothing to resume from: the run may start again in place
+            clear_for_restart(run_dir)
 
 The lock is `fcntl.flock` on RUN/.lock: the kernel drops it when the holding process dies (kill -9 included),
 so a crashed run never leaves a stale lock behind. The lock file itself stays; it holds the last holder's pid.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import warnings
 from pathlib import Path
 from types import TracebackType
@@ -125,6 +127,26 @@ def has_no_checkpoint(run_dir: str | os.PathLike[str]) -> bool:
         return False
     names = {p.name for p in run_dir.iterdir() if not p.name.endswith(TEMP_SUFFIX)}
     return names <= PRE_CHECKPOINT_ENTRIES
+
+
+def clear_for_restart(run_dir: str | os.PathLike[str]) -> list[str]:
+    """Empty a run that `has_no_checkpoint` so it can start again from scratch in place: remove what it wrote
+    (config.yaml, metrics.jsonl, tensorboard/, checkpoints/, temporary files), keep the lock; return the names
+    removed. Refuses (UserError) a directory that holds a checkpoint, a final model or files prunekit did not
+    write. Call it while holding the lock."""
+    run_dir = Path(run_dir)
+    if not has_no_checkpoint(run_dir):
+        raise UserError(f"{run_dir} holds a checkpoint, a finished run or other files; it is not restarted in place")
+    removed = []
+    for path in sorted(run_dir.iterdir()):
+        if path.name == LOCK_NAME:
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+        removed.append(path.name)
+    return removed
 
 
 def _nearest_existing(path: Path) -> Path:
