@@ -103,6 +103,9 @@ class LotteryDriver:
 
     @property
     def rewind_step(self) -> int:
+        """k as a step (0 for mode reset, which ignores lottery.rewind_step)."""
+        if self.lottery.mode == "reset":
+            return 0
         try:
             return parse_step(self.lottery.rewind_step, self.steps_per_epoch, self.cfg.train.epochs)
         except ValueError as exc:
@@ -175,9 +178,10 @@ class LotteryDriver:
         """The run config of a level: level 0 keeps the rewind checkpoint; finetune levels a constant LR."""
         cfg = copy.deepcopy(self.cfg)
         cfg.name = f"{self.cfg.name}-{level_name(level)}"
-        if level == 0 and self.lottery.mode == "weight_rewind" and self.rewind_step > 0:
-            if self.lottery.rewind_step not in cfg.train.keep_checkpoints:
-                cfg.train.keep_checkpoints = [*cfg.train.keep_checkpoints, self.lottery.rewind_step]
+        keep = self.lottery.rewind_step
+        needs_kept = level == 0 and self.lottery.mode == "weight_rewind" and self.rewind_step > 0
+        if needs_kept and keep not in cfg.train.keep_checkpoints:
+            cfg.train.keep_checkpoints = [*cfg.train.keep_checkpoints, keep]
         if level > 0 and self.lottery.mode == "finetune":
             lr = self.lottery.finetune_lr
             if lr is None:
