@@ -1,0 +1,15 @@
+"""Static sparse training: a random mask with uniform / ER / ERK layer densities, drawn once before the first
+step and never changed (the "Static" baseline of RigL, Evci et al. 2020, Table/Fig. 2)."""
+
+from __future__ import annotations
+
+from prunekit.methods import METHODS
+from prunekit.methods.dst_base import SparseMethod, SparseParams
+
+
+@METHODS.register("static")
+class StaticSparse(SparseMethod):
+    """Random sparse masks (exact per-layer nonzero counts) that stay fixed for the whole run."""
+
+    name = "static"
+    Params = SparseParams
