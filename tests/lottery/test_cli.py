@@ -6,12 +6,12 @@ from prunekit.lottery import load_lottery_config
 
 
 def test_quickstart_preset_loads_without_lottery_in_the_run_config():
-    cfg, lot = load_lottery_config("configs/quickstart-lottery.yaml", ["lottery.rate=0.5", "train.epochs=1"])
+    cfg, lot = load_lottery_config("configs/lottery/quickstart.yaml", ["lottery.rate=0.5", "train.epochs=1"])
     assert lot.rate == 0.5 and cfg.train.epochs == 1 and "lottery" not in cfg.to_dict()
 
 
 def test_cli_runs_and_resumes(tmp_path, capsys):
-    args = ["lottery", "configs/quickstart-lottery.yaml", "--levels", "1", "--mode", "reset", "--quiet",
+    args = ["lottery", "configs/lottery/quickstart.yaml", "--levels", "1", "--mode", "reset", "--quiet",
             "--out", str(tmp_path),
             "--set", "train.epochs=1", "--set", "data.train_subset=200", "--set", "lottery.controls=[]"]
     assert main(args) == 0
@@ -22,6 +22,6 @@ def test_cli_runs_and_resumes(tmp_path, capsys):
 
 
 def test_cli_bad_key_is_one_line(tmp_path, capsys):
-    assert main(["lottery", "configs/quickstart-lottery.yaml", "--set", "lottery.levles=2",
+    assert main(["lottery", "configs/lottery/quickstart.yaml", "--set", "lottery.levles=2",
                  "--out", str(tmp_path)]) == 2
     assert "lottery.levles" in capsys.readouterr().err

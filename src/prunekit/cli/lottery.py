@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("lottery", help="iterative magnitude pruning (lottery tickets); re-run the same command to "
                                        "resume")
-    p.add_argument("config", help="YAML preset with a `lottery:` section, e.g. configs/quickstart-lottery.yaml")
+    p.add_argument("config", help="YAML preset with a `lottery:` section, e.g. configs/lottery/quickstart.yaml")
     p.add_argument("--levels", type=int, help="pruning levels after the dense level 0 (lottery.levels)")
     p.add_argument("--mode", choices=["reset", "weight_rewind", "lr_rewind", "finetune"],
                    help="retraining mode (lottery.mode)")
