@@ -160,6 +160,7 @@ class JointSearchTraining(Method):
         self.handles: list[Any] = []
         self.coarse_steps = self.sample_steps = self.search_end = 0
         # resumable state (state_dict / state_tensors)
+        self.steps_done = 0  # optimizer steps taken (ctx.step is not set on resume until the first step)
         self.folded = False
         self.history: list[dict[str, Any]] = []  # one summary per finished sample
         self.current: dict[str, Any] | None = None  # the sample being trained: index, actions, thresholds, plan
@@ -233,7 +234,7 @@ class JointSearchTraining(Method):
     def train_parameters_with_loss(self) -> bool:  # type: ignore[override]
         """Alphas train with the training loss only during coarse training (Eq. 1); in the search, on
         validation batches (Eq. 9)."""
-        return self.ctx is not None and self.ctx.step < self.coarse_steps
+        return self.steps_done < self.coarse_steps
 
     def regularizer(self, model: nn.Module) -> torch.Tensor | float:
         """lambda ||alpha||_2 of Eq. 1, during coarse training."""
@@ -262,6 +263,7 @@ class JointSearchTraining(Method):
     def on_step_end(self, step: int, ctx: TrainContext) -> Decision | None:
         """Sample boundaries within an epoch (sample_epochs not whole); those at an epoch's end wait for
         on_epoch_end, so that the epoch's evaluation sees the sub-network that trained in it."""
+        self.steps_done = step
         if step % ctx.steps_per_epoch == 0:
             return None
         return self._boundary(step, ctx)
@@ -423,10 +425,11 @@ class JointSearchTraining(Method):
 
     # ------------------------------------------------------------------ resume
     def state_dict(self) -> dict[str, Any]:
-        return {"folded": self.folded, "history": self.history, "current": self.current, "pending": self.pending,
-                "best": self.best, "baseline": self.baseline}
+        return {"steps_done": self.steps_done, "folded": self.folded, "history": self.history,
+                "current": self.current, "pending": self.pending, "best": self.best, "baseline": self.baseline}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.steps_done = int(state.get("steps_done", 0))
         self.folded = bool(state.get("folded", False))
         self.history = list(state.get("history", []))
         self.current = state.get("current")
