@@ -12,12 +12,24 @@ def pct(x: float) -> str:
     return f"{100 * x:.2f}%"
 
 
+def pct1(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
 def ratio(x: float) -> str:
-    return f"{x:.2f}x"
+    return f"{x:.2f}"
 
 
 def seconds(x: float) -> str:
-    return f"{x:.2f}s" if x < 10 else f"{x:.1f}s"
+    return f"{1000 * x:.1f}ms" if x < 1 else f"{x:.2f}s"
+
+
+def si(value: float) -> str:
+    """3 significant digits with an SI prefix: 40813184 -> 40.8M."""
+    for factor, prefix in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "K")):
+        if abs(value) >= factor:
+            return f"{value / factor:.3g}{prefix}"
+    return f"{value:.3g}"
 
 
 def mean_sd(stats: dict[str, Any], fmt: Fmt, sd_fmt: Fmt | None = None) -> str:
@@ -33,6 +45,10 @@ def _pp(x: float) -> str:
     return f"{100 * x:.2f}"
 
 
+def _pp1(x: float) -> str:
+    return f"{100 * x:.1f}"
+
+
 def _mark(bench: dict[str, Any], label: str, metric: str, b: str) -> str:
     for c in bench["comparisons"]:
         if c["metric"] == metric and {c["a"], c["b"]} == {label, b} and c["exceeds"]:
@@ -44,7 +60,7 @@ def _delta(bench: dict[str, Any], row: dict[str, Any], ref: dict[str, Any]) -> s
     a, b = row["stats"]["test_accuracy"]["mean"], ref["stats"]["test_accuracy"]["mean"]
     if row is ref or a is None or b is None:
         return "-"
-    return f"{100 * (a - b):+.2f} pp{_mark(bench, row['label'], 'test_accuracy', ref['label'])}"
+    return f"{round(100 * (a - b), 2) + 0.0:+.2f} pp{_mark(bench, row['label'], 'test_accuracy', ref['label'])}"
 
 
 def _budget(row: dict[str, Any]) -> str:
@@ -65,11 +81,11 @@ def markdown_table(bench: dict[str, Any]) -> str:
     for row in rows:
         s, label = row["stats"], row["label"]
         macs = "-" if s["macs"]["mean"] is None else (
-            f"{s['macs']['mean'] / 1e6:.3g}M ({mean_sd(s['macs_reduction'], pct, _pp)})")
+            f"{si(s['macs']['mean'])} ({mean_sd(s['macs_reduction'], pct1, _pp1)})")
         cells = [
             label if label == row["method"] else f"{label} ({row['method']})", _budget(row),
             str(s["test_accuracy"]["n"]), mean_sd(s["test_accuracy"], pct, _pp), _delta(bench, row, ref), macs,
-            mean_sd(s["params_reduction"], pct, _pp),
+            mean_sd(s["params_reduction"], pct1, _pp1),
             mean_sd(s["train_flops_ratio"], ratio) + _mark(bench, label, "train_flops_ratio", ref_label),
             mean_sd(s["train_time_ratio"], ratio) + _mark(bench, label, "train_time_ratio", ref_label),
             mean_sd(s["final_epoch_s"], seconds),
@@ -86,13 +102,23 @@ def markdown_table(bench: dict[str, Any]) -> str:
 
 
 def pairwise_lines(bench: dict[str, Any]) -> list[str]:
-    """Accuracy differences between methods that are larger than the spread."""
-    pairs = [c for c in bench["comparisons"] if c["metric"] == "test_accuracy" and c["exceeds"] is not None]
-    beyond = [c for c in pairs if c["exceeds"]]
-    if not pairs:
+    """Test-accuracy difference of every pair (row minus column, percentage points), `*` beyond the spread."""
+    pairs = {(c["a"], c["b"]): c for c in bench["comparisons"] if c["metric"] == "test_accuracy"}
+    if not any(c["exceeds"] is not None for c in pairs.values()):
         return ["Accuracy differences against the spread: need at least 2 finished seeds per method."]
-    if not beyond:
-        return [f"No accuracy difference between two methods exceeds the spread ({len(pairs)} pairs compared)."]
-    text = "; ".join(f"{c['a']} vs {c['b']} {100 * c['difference']:+.2f} pp (spread {100 * c['spread']:.2f})"
-                     for c in beyond)
-    return [f"Accuracy differences larger than the spread ({len(beyond)} of {len(pairs)} pairs): {text}."]
+    labels = [row["label"] for row in bench["methods"]]
+    lines = ["| acc difference (row - column) | " + " | ".join(labels[1:]) + " |",
+             "|---|" + "---:|" * (len(labels) - 1)]
+    for i, a in enumerate(labels[:-1]):
+        cells = []
+        for j, b in enumerate(labels[1:], start=1):
+            c = pairs.get((a, b))
+            if j <= i or c is None or c["difference"] is None:
+                cells.append("")
+            else:
+                cells.append(f"{round(100 * c['difference'], 2) + 0.0:+.2f}{' *' if c['exceeds'] else ''}")
+        lines.append(f"| {a} | " + " | ".join(cells) + " |")
+    beyond = sum(1 for c in pairs.values() if c["exceeds"])
+    compared = sum(1 for c in pairs.values() if c["exceeds"] is not None)
+    lines += ["", f"{beyond} of {compared} pairs differ in test accuracy by more than the spread (`*`)."]
+    return lines

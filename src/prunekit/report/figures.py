@@ -12,8 +12,10 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+import matplotlib
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator, NullFormatter, ScalarFormatter
 
 from prunekit.report.load import BenchData, RunData
 
@@ -74,25 +76,29 @@ def training_curves(runs: list[RunData]) -> Figure | None:
 
 
 def width_matrix(run: RunData) -> tuple[list[str], list[list[float]], dict[str, int]] | None:
-    """Channels kept per group at the end of every epoch, from the decision records; NaN before the first
-    decision that names the group. A decision after epoch e takes effect in epoch e + 1; a step-level decision
-    in epoch e shows from epoch e (the width at its end)."""
+    """Channels kept per group at the end of every epoch, from the decision records. Before the first decision
+    the network is the dense one: its width is shown where a decision's `removed` gives it (kept + removed),
+    NaN where no record does. A decision after epoch e takes effect in epoch e + 1; a step-level decision in
+    epoch e shows from epoch e (the width at its end)."""
     decisions = [d for d in run.kind("decision") if isinstance(d.get("kept"), dict)]
     n = len(run.kind("epoch"))
     if not decisions or not n:
         return None
     groups: list[str] = []
     full: dict[str, int] = {}
+    dense: dict[str, int] = {}  # widths known exactly from kept + removed
     for d in decisions:
         removed = d.get("removed") if isinstance(d.get("removed"), dict) else {}
         for g, k in d["kept"].items():
             if g not in full:
                 groups.append(g)
             full[g] = max(full.get(g, 0), k + removed.get(g, 0))
+            if g in removed:
+                dense[g] = max(dense.get(g, 0), k + removed[g])
     effective = sorted(((d["epoch"] if d.get("at") == "step" else d["epoch"] + 1), i) for i, d in
                        enumerate(decisions))
     matrix = [[math.nan] * n for _ in groups]
-    current: dict[str, int] = {}
+    current: dict[str, int] = dict(dense)
     pointer = 0
     for e in range(n):
         while pointer < len(effective) and effective[pointer][0] <= e:
@@ -113,9 +119,10 @@ def channel_widths(runs: list[RunData]) -> Figure | None:
     groups, matrix, full = result
     n = len(matrix[0])
     fraction = [[v / full[g] if full[g] else math.nan for v in row] for g, row in zip(groups, matrix, strict=True)]
-    fig = new_figure(min(11, 3 + 0.28 * n), 1.4 + 0.26 * len(groups))
+    fig = new_figure(min(11, max(6.5, 3 + 0.28 * n)), 1.5 + 0.26 * len(groups))
     ax = fig.subplots()
-    image = ax.imshow(fraction, aspect="auto", cmap="viridis", vmin=0, vmax=1, interpolation="nearest",
+    cmap = matplotlib.colormaps["viridis"].with_extremes(bad="#dddddd")
+    image = ax.imshow(fraction, aspect="auto", cmap=cmap, vmin=0, vmax=1, interpolation="nearest",
                       extent=(0.5, n + 0.5, len(groups) - 0.5, -0.5))
     if n * len(groups) <= 700:
         for row, values in enumerate(matrix):
@@ -125,9 +132,11 @@ def channel_widths(runs: list[RunData]) -> Figure | None:
                             color="white" if fraction[row][e] < 0.6 else "black")
     ax.set_yticks(range(len(groups)), groups, fontsize=7)
     ax.set_xlabel("epoch", fontsize=8)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.tick_params(axis="x", labelsize=7)
     seed = f", seed {run.seed}" if run.seed is not None else ""
-    ax.set_title(f"channels kept per group (numbers){seed}; colour: kept / widest recorded width", fontsize=9)
+    ax.set_title(f"channels kept per group{seed} (colour: kept / widest recorded; grey: width not "
+                 f"recorded)", fontsize=9)
     fig.colorbar(image, ax=ax, fraction=0.03, pad=0.01).ax.tick_params(labelsize=7)
     return fig
 
@@ -146,6 +155,11 @@ def lottery_levels(runs: list[RunData]) -> Figure | None:
             ax.plot([100 * r["density"] for r in rows], [100 * r["test_accuracy"] for r in rows], "o-",
                     color=COLORS[(i + j) % len(COLORS)], markersize=3, label=label)
     ax.set_xscale("log")
+    ticks = sorted({round(100 * r["density"], 1) for r in series[0][1]}, reverse=True)
+    ax.set_xticks(ticks[:: max(1, len(ticks) // 8)])
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.tick_params(labelsize=7)
     ax.invert_xaxis()
     ax.set_xlabel("weights remaining (%)", fontsize=8)
     ax.set_ylabel("test accuracy (%)", fontsize=8)

@@ -8,13 +8,16 @@ from typing import Any
 
 import yaml
 
+from prunekit.bench.table import si
+
 CSS = """
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 24px auto; max-width: 1180px;
        padding: 0 16px; color: #222; }
 h1 { font-size: 22px; margin-bottom: 4px; } h2 { font-size: 18px; margin-top: 32px; border-bottom: 1px solid #ddd; }
 h3 { font-size: 15px; margin: 22px 0 6px; } .meta { color: #666; margin-top: 0; }
 table { border-collapse: collapse; margin: 8px 0 12px; font-size: 12.5px; }
-th, td { border: 1px solid #ddd; padding: 3px 7px; } th { background: #f4f4f4; text-align: left; }
+th, td { border: 1px solid #ddd; padding: 3px 7px; } td { white-space: nowrap; }
+.wide { overflow-x: auto; } th { background: #f4f4f4; text-align: left; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 figure { margin: 8px 0 14px; } figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
 figcaption { color: #555; font-size: 12px; } pre { background: #f7f7f7; padding: 8px; overflow-x: auto;
@@ -47,20 +50,12 @@ def markdown_table(markdown: str) -> str:
             continue
         if rows:
             head, body = rows[0], [r for r in rows[1:] if not set("".join(r)) <= set("-: ")]
-            out.append("<table><tr>" + "".join(f"<th>{esc(c.strip())}</th>" for c in head) + "</tr>"
-                       + "".join("<tr>" + "".join(_cell(c) for c in r) + "</tr>" for r in body) + "</table>")
+            out.append('<div class="wide"><table><tr>' + "".join(f"<th>{esc(c.strip())}</th>" for c in head) + "</tr>"
+                       + "".join("<tr>" + "".join(_cell(c) for c in r) + "</tr>" for r in body) + "</table></div>")
             rows = []
         if line.strip() and not line.startswith("#"):
             out.append(f'<p class="note">{esc(line.strip())}</p>')
     return "\n".join(out)
-
-
-def si(value: float) -> str:
-    """3 significant digits with an SI prefix: 40813184 -> 40.8M."""
-    for factor, prefix in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "K")):
-        if abs(value) >= factor:
-            return f"{value / factor:.3g}{prefix}"
-    return f"{value:.3g}"
 
 
 FORMATS = {"pct": lambda v: f"{100 * v:.2f}%", "si": si, "sec": lambda v: f"{v:.1f}", "int": str}

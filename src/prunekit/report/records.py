@@ -169,3 +169,10 @@ def validate_record(record: Any, *, allow_unknown: bool = False) -> list[str]:
     if not spec.extra_fields:
         problems += [f"{kind}: unexpected field {k!r}" for k in sorted(set(record) - known)]
     return problems
+
+
+def kind_table(kind: Kind) -> str:
+    """The markdown table of one kind, as docs/RECORDS.md shows it (the test compares the two)."""
+    lines = ["| field | type | required | meaning |", "|---|---|---|---|"]
+    lines += [f"| `{f.name}` | {f.type} | {'yes' if f.required else 'no'} | {f.help} |" for f in kind.fields]
+    return "\n".join(lines)
