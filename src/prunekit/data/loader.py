@@ -71,6 +71,9 @@ class BatchLoader:
         self.device = torch.device(device)
         self.channels_last = channels_last
         self.seed = seed
+        # Distributed training: this process takes positions rank, rank + world, ... of every global batch, so
+        # the global batches (order and augmentation) are those of a single process for the same seed.
+        self.rank, self.world = 0, 1
         # x_normalised = (x / 255 - mean) / std = x * scale - shift, per channel
         std_t = torch.tensor(std if normalize else [1.0] * channels, dtype=torch.float64)
         mean_t = torch.tensor(mean if normalize else [0.0] * channels, dtype=torch.float64)
@@ -108,12 +111,13 @@ class BatchLoader:
         augmentation = self.epoch_augmentation(epoch) if self.augment else None
         for step in range(start_step, steps):
             lo, hi = step * self.batch_size, min((step + 1) * self.batch_size, len(order))
-            index = order[lo:hi]
+            shard = slice(lo + self.rank, hi, self.world)
+            index = order[shard]
             images = self.dataset.images[index].to(self.device, non_blocking=True)
             labels = self.dataset.labels[index].to(self.device, non_blocking=True)
             if augmentation is not None:
                 offsets, flips = augmentation
-                images = crop_and_flip(images, offsets[lo:hi], flips[lo:hi], self.crop_padding)
+                images = crop_and_flip(images, offsets[shard], flips[shard], self.crop_padding)
             batch = images.float().mul_(self._scale).sub_(self._shift)
             if self.channels_last:
                 batch = batch.contiguous(memory_format=torch.channels_last)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -118,12 +119,15 @@ class TrainingLoop:
     def __init__(self, state: SupernetState, method: Method, ctx: TrainContext, loader: BatchLoader, *,
                  epochs: int, lr: float, schedule: ScheduleConfig, label_smoothing: float = 0.0,
                  amp: bool = False, seed: int = 0, ledger: TrainingCostLedger | None = None,
-                 hooks: LoopHooks | None = None) -> None:
+                 hooks: LoopHooks | None = None,
+                 agree: Callable[[Decision | None], Decision | None] | None = None) -> None:
         self.state, self.method, self.ctx, self.loader = state, method, ctx, loader
         self.epochs, self.base_lr, self.schedule = epochs, lr, schedule
         self.label_smoothing, self.amp, self.seed = label_smoothing, amp, seed
         self.ledger = ledger if ledger is not None else TrainingCostLedger()
         self.hooks = hooks or LoopHooks()
+        # Distributed training: every process takes the decision rank 0 took (train/distributed.py).
+        self.agree = agree
         self.steps_per_epoch = len(loader)
         self.step = 0
         self.epoch = 0
@@ -192,7 +196,7 @@ class TrainingLoop:
         lr = learning_rate(self.step, self.steps_per_epoch, self.epochs, self.base_lr, self.schedule)
         set_learning_rate(state.optimizer, lr)
         with autocast(self.amp, images.device):
-            logits = model(images)
+            logits = state.train_module(images)
             loss = F.cross_entropy(logits.float(), labels, label_smoothing=self.label_smoothing)
         total = loss + method.regularizer(model)
         state.zero_grad()
@@ -207,6 +211,8 @@ class TrainingLoop:
         self.tally.lr = lr
         self.tally.segment_samples += labels.numel()
         decision = method.on_step_end(self.step, self.ctx)
+        if self.agree is not None:
+            decision = self.agree(decision)
         if decision is not None:
             self.apply(decision, where="step")
 
@@ -223,6 +229,8 @@ class TrainingLoop:
         self.hooks.on_epoch_trained(self, stats)
         self.state.sync()
         decision = self.method.on_epoch_end(epoch, self.ctx)
+        if self.agree is not None:
+            decision = self.agree(decision)
         if decision is not None:
             self.apply(decision, where="epoch")
         self.tally = EpochTally()

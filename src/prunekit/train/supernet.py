@@ -55,8 +55,12 @@ class SupernetState:
 
     def __init__(self, supernet: nn.Module, example_inputs: torch.Tensor, policy: str | None,
                  make_optimizer: Callable[[nn.Module], torch.optim.Optimizer],
-                 prepare: Callable[[nn.Module], nn.Module] = lambda m: m, method: Method | None = None) -> None:
+                 prepare: Callable[[nn.Module], nn.Module] = lambda m: m, method: Method | None = None,
+                 wrap: Callable[[nn.Module], nn.Module] | None = None) -> None:
         self.supernet = supernet
+        # wrap(model) -> the module the forward pass runs through (DistributedDataParallel); methods, masks and the
+        # by-name optimizer state always see the unwrapped `model`. Re-applied whenever the model is replaced.
+        self.wrap = wrap
         self.example_inputs = example_inputs
         self.make_optimizer = make_optimizer
         self.prepare = prepare
@@ -66,6 +70,7 @@ class SupernetState:
         self.masks: WeightMasks | None = None  # full width (supernet coordinates)
         self.model_masks: WeightMasks | None = None  # of self.model, on its device
         self.model: nn.Module = supernet
+        self.train_module: nn.Module = wrap(supernet) if wrap is not None else supernet
         self.optimizer = make_optimizer(supernet)
         self.method_optimizer: torch.optim.Optimizer | None = None
         self.bank_state: OptimizerState = {}  # the supernet's optimizer state (momentum of pruned channels)
@@ -245,6 +250,7 @@ class SupernetState:
 
     def _set_model(self, model: nn.Module, optimizer_state: OptimizerState | None) -> None:
         self.model = model
+        self.train_module = self.wrap(model) if self.wrap is not None else model
         self.optimizer = self.make_optimizer(model)
         if optimizer_state:
             load_optimizer_state_by_name(self.optimizer, model, optimizer_state)

@@ -37,6 +37,7 @@ from prunekit.methods.base import Method
 from prunekit.models import create_model
 from prunekit.seeding import derived_seed
 from prunekit.train import checkpoint as ckpt
+from prunekit.train.distributed import Distributed
 from prunekit.train.loop import EpochTally, LoopHooks, TrainingLoop, autocast, evaluate
 from prunekit.train.optim import build_optimizer, flatten_optimizer_state, unflatten_optimizer_state
 from prunekit.train.steps import parse_step
@@ -123,10 +124,14 @@ class Trainer(LoopHooks):
         self.cfg = cfg
         self.start = start
         self.run_dir = Path(run_dir)
-        self.quiet = quiet
         self.on_step = on_step
         self.metrics_path = self.run_dir / "metrics.jsonl"
+        self.dist = Distributed.from_env()  # set when started by torchrun with more than one process
+        self.is_main = self.dist is None or self.dist.is_main
+        self.quiet = quiet or not self.is_main
         self.device = select_device(cfg.train.device)
+        if self.dist is not None:
+            self.device = self.dist.device(self.device)
         self.tb_writer: Any = None
         self._resuming = False
         self._last_eval: tuple[float, float] | None = None
@@ -187,9 +192,13 @@ class Trainer(LoopHooks):
         appears)."""
         cfg, t = self.cfg, self.cfg.train
         self._configure_torch()
+        if self.dist is not None:
+            self.dist.start(self.device)
         self._check_run_dir_free()
         data = load_data(cfg.data)
         self._build_loaders(data)
+        if self.dist is not None:
+            self._shard_loaders(len(data.train))
         c, h, w = data.train.shape
         self.spec = {"name": cfg.model.name, "num_classes": data.train.num_classes, "in_channels": c,
                      "kwargs": dict(cfg.model.kwargs), "input_shape": [c, h, w]}
@@ -203,7 +212,7 @@ class Trainer(LoopHooks):
         self.method: Method = build_method(cfg.method)
         self.state = SupernetState(supernet, self.example_inputs, self.method.channel_policy,
                                    make_optimizer=lambda m: build_optimizer(m, cfg.optim), prepare=self._to_device,
-                                   method=self.method)
+                                   method=self.method, wrap=self.dist.wrap if self.dist is not None else None)
         val = self.val_loader
         self.ctx = self.state.context(steps_per_epoch=len(self.train_loader), epochs=t.epochs, device=self.device,
                                       train_batches=lambda: self.plain_train_loader.iterate(0),
@@ -212,9 +221,21 @@ class Trainer(LoopHooks):
         self.ledger = TrainingCostLedger()
         self.loop = TrainingLoop(self.state, self.method, self.ctx, self.train_loader, epochs=t.epochs,
                                  lr=cfg.optim.lr, schedule=cfg.schedule, label_smoothing=t.label_smoothing,
-                                 amp=t.amp, seed=self.data_seed, ledger=self.ledger, hooks=self)
+                                 amp=t.amp, seed=self.data_seed, ledger=self.ledger, hooks=self,
+                                 agree=self.dist.agree if self.dist is not None else None)
         self.kept_steps = self._kept_steps()
         self.baseline = self._read_baseline()
+
+    def _shard_loaders(self, train_size: int) -> None:
+        """Each process takes its share of every global batch (train.batch_size stays the global batch)."""
+        world = self.dist.world
+        last = train_size % self.cfg.train.batch_size
+        if self.cfg.train.batch_size < world or 0 < last < world:
+            raise UserError(f"train.batch_size {self.cfg.train.batch_size} over {train_size} samples leaves a batch "
+                            f"smaller than the {world} processes; choose another batch size")
+        for loader in (self.train_loader, self.test_loader, self.val_loader):
+            if loader is not None:
+                self.dist.shard(loader)
 
     def _kept_steps(self) -> dict[int, str]:
         """train.keep_checkpoints as {global step: name}."""
@@ -238,8 +259,10 @@ class Trainer(LoopHooks):
 
     # ------------------------------------------------------------------ logging
     def _log(self, record: dict[str, Any]) -> None:
-        io.append_jsonl(self.metrics_path, record)
         self._metrics_lines += 1
+        if not self.is_main:
+            return
+        io.append_jsonl(self.metrics_path, record)
         if self.tb_writer is not None and record.get("kind") == "epoch":
             for key, value in record.items():
                 if isinstance(value, int | float) and key != "epoch":
@@ -261,7 +284,9 @@ class Trainer(LoopHooks):
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, loader: BatchLoader) -> tuple[float, float]:
-        """(mean loss, accuracy in 0..1) of the current model."""
+        """(mean loss, accuracy in 0..1) of the current model (over every process's shard when distributed)."""
+        if self.dist is not None:
+            return self.dist.evaluate(self.state.model, loader, amp=self.cfg.train.amp)
         return evaluate(self.state.model, loader, amp=self.cfg.train.amp)
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
@@ -271,14 +296,18 @@ class Trainer(LoopHooks):
     def fit(self) -> dict[str, Any]:
         t = self.cfg.train
         self._setup()
+        if self.dist is not None:
+            self.dist.barrier()  # every process has checked the run directory before rank 0 creates it
         step, tally = self._restore() if self._resuming else (self._apply_start(), None)
         initial = self.method.on_train_start(self.ctx)  # methods check their parameters against the run here
+        if self.loop.agree is not None and not self._resuming:
+            initial = self.loop.agree(initial)
         if self._resuming:
             self._restore_method_tensors()
-        else:  # only now is the run known to be able to start: nothing is written before
+        elif self.is_main:  # only now is the run known to be able to start: nothing is written before
             self.run_dir.mkdir(parents=True, exist_ok=True)
             io.write_yaml(self.run_dir / "config.yaml", self.cfg.to_dict())
-        if t.tensorboard:
+        if t.tensorboard and self.is_main:
             self._open_tensorboard()
         if initial is not None and not self._resuming:
             self.loop.apply(initial, where="start")
@@ -291,8 +320,17 @@ class Trainer(LoopHooks):
         else:
             spe = len(self.train_loader)
             self._say(f"resuming {self.run_dir} at epoch {step // spe + 1}/{t.epochs}, step {step % spe}/{spe}")
-        self.loop.run(start_step=step, tally=tally)
-        return self._finish()
+        try:
+            self.loop.run(start_step=step, tally=tally)
+        except (RuntimeError, ConnectionError) as exc:
+            if self.dist is None or not _is_peer_failure(exc):
+                raise
+            raise UserError(f"rank {self.dist.rank}: another training process stopped ({str(exc).splitlines()[0]}); "
+                            f"resume with `prunekit train --resume {self.run_dir}`") from None
+        summary = self._finish()
+        if self.dist is not None:
+            self.dist.stop()
+        return summary
 
     def _apply_start(self) -> int:
         """Put `self.start` in force on the fresh state; returns the step to start at."""
@@ -333,6 +371,8 @@ class Trainer(LoopHooks):
         if self._bar is not None:
             self._bar.close()
             self._bar = None
+        if self.dist is not None:
+            self.dist.sync_buffers(self.state.model)
         self._last_eval = test_loss, test_acc = self.evaluate(self.test_loader)
         record: dict[str, Any] = {"kind": "epoch", **stats, "test_loss": test_loss, "test_accuracy": test_acc}
         if self.val_loader is not None:
@@ -350,6 +390,8 @@ class Trainer(LoopHooks):
 
     # ------------------------------------------------------------------ checkpoints
     def _save_checkpoint(self, loop: TrainingLoop, mid_epoch: bool) -> None:
+        if not self.is_main:
+            return
         s = self.state
         state: dict[str, Any] = {"plan": s.plan.to_json() if s.plan is not None else None,
                                  "method": self.method.state_dict(), "ledger": self.ledger.to_json(),
@@ -412,6 +454,9 @@ class Trainer(LoopHooks):
         if not self.metrics_path.exists():
             return
         records = io.read_jsonl(self.metrics_path)
+        if not self.is_main:
+            self._metrics_lines = int(data.state.get("metrics_lines", len(records)))
+            return
         if "metrics_lines" in data.state:
             kept = records[: int(data.state["metrics_lines"])]
         else:  # checkpoints written before metrics_lines existed are at epoch ends
@@ -446,11 +491,15 @@ class Trainer(LoopHooks):
 
     def _finish(self) -> dict[str, Any]:
         s = self.state
-        save_pruned_model(self.run_dir / "model", s.model, s.plan or ChannelPlan(), self.spec,
-                          policy=self.method.channel_policy or "all")
-        if s.masks is not None:
-            s.masks.save(self.run_dir / "model" / "masks.safetensors")
+        if self.dist is not None:
+            self.dist.sync_buffers(s.model)
         test_loss, test_acc = self._last_eval or self.evaluate(self.test_loader)
+        identical = self.dist.replicas_identical(s.model, s.plan) if self.dist is not None else None
+        if self.is_main:
+            save_pruned_model(self.run_dir / "model", s.model, s.plan or ChannelPlan(), self.spec,
+                              policy=self.method.channel_policy or "all")
+            if s.masks is not None:
+                s.masks.save(self.run_dir / "model" / "masks.safetensors")
         totals = self.ledger.totals()
         summary: dict[str, Any] = {
             "method": self.method.name, "model": self.cfg.model.name, "dataset": self.cfg.data.name,
@@ -461,10 +510,21 @@ class Trainer(LoopHooks):
         }
         if s.masks is not None:
             summary["weight_density"] = s.masks.density()
+        if self.dist is not None:
+            summary["processes"] = self.dist.world
+            summary["replicas_identical"] = identical
         if self.baseline is not None:
             summary["train_flops_saved"] = 1.0 - summary["train_flops"] / self.baseline["train_flops"]
             summary["train_time_saved"] = 1.0 - summary["train_time_s"] / self.baseline["train_time_s"]
-        io.write_json(self.run_dir / "summary.json", summary)
+        if self.is_main:
+            io.write_json(self.run_dir / "summary.json", summary)
         if self.tb_writer is not None:
             self.tb_writer.close()
         return summary
+
+
+def _is_peer_failure(exc: BaseException) -> bool:
+    """Whether a collective failed because another process went away (gloo/NCCL connection errors)."""
+    text = str(exc).lower()
+    return isinstance(exc, ConnectionError) or any(
+        word in text for word in ("connection", "gloo", "nccl", "broken pipe", "timed out", "peer"))
