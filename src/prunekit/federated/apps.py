@@ -100,7 +100,9 @@ def run_server(grid: Grid, run_dir: Path) -> dict[str, Any]:
         record = {"kind": "round", **{k: v for k, v in r.items() if k != "start"}, "test_loss": loss,
                   "test_accuracy": acc, "density": active / total if total else 1.0,
                   "cum_upload_bits": totals["upload_bits"], "cum_download_bits": totals["download_bits"],
-                  "round_time_s": time.perf_counter() - r.get("start", time.perf_counter())}
+                  "round_time_s": time.perf_counter() - r.get("start", time.perf_counter()),
+                  "clients": r.get("clients_replied", 0), "upload_bytes": -(-r.get("upload_bits", 0) // 8),
+                  "download_bytes": -(-r.get("download_bits", 0) // 8)}  # the report's schema (docs/RECORDS.md)
         io.append_jsonl(metrics_path, record)
         history.append(acc)
         return MetricRecord({"accuracy": acc, "loss": loss})
