@@ -4,9 +4,9 @@ resumes to bitwise-equal results."""
 
 import pytest
 import torch
+from lottery_cfg import tiny_cfg
 
 from prunekit import io
-from prunekit.config import load_config
 from prunekit.lottery import LotteryConfig, LotteryDriver, level_name
 from prunekit.train import checkpoint as ckpt
 from prunekit.train.schedules import learning_rate
@@ -15,16 +15,6 @@ from prunekit.train.trainer import Trainer
 
 class Killed(Exception):
     """Raised from on_step to simulate a driver killed during a level."""
-
-
-def tiny_cfg(**train):
-    cfg = load_config(None, ["data.name=digits", "data.augment=false", "data.train_subset=256",
-                             "data.test_subset=128", "model.name=mlp", "model.kwargs={input_size: 8, hidden: [24]}",
-                             "optim.lr=0.05", "optim.momentum=0.9", "optim.weight_decay=0.01", "train.epochs=2",
-                             "train.batch_size=32", "train.progress=never", "schedule.name=cosine"])
-    for key, value in train.items():
-        setattr(cfg.train, key, value)
-    return cfg
 
 
 def final_state(run_dir):
