@@ -12,8 +12,8 @@ def data(epoch):
 
 
 def test_round_trip_and_only_latest_kept(tmp_path):
-    save_checkpoint(tmp_path, data(1))
-    save_checkpoint(tmp_path, data(2))
+    save_checkpoint(tmp_path, data(1), keep_last=1)
+    save_checkpoint(tmp_path, data(2), keep_last=1)
     assert sorted(p.name for p in tmp_path.glob("step-*")) == ["step-000000020"]
     loaded = load_checkpoint(tmp_path)
     assert loaded.epoch == 2 and loaded.state["step"] == 20
@@ -27,7 +27,7 @@ def test_truncated_checkpoint_is_a_user_error(tmp_path):
     directory = save_checkpoint(tmp_path, data(1))
     path = directory / "model.safetensors"
     path.write_bytes(path.read_bytes()[:-7])
-    with pytest.raises(UserError, match="truncated or corrupt"):
+    with pytest.raises(UserError, match="truncated or corrupt|checksum mismatch"):
         load_checkpoint(tmp_path)
 
 
@@ -37,9 +37,9 @@ def test_missing_checkpoint_is_a_user_error(tmp_path):
 
 
 def test_checkpoints_kept_by_name_survive_and_reload(tmp_path):
-    save_checkpoint(tmp_path, data(1), keep_as="10it")
-    save_checkpoint(tmp_path, data(2))
-    save_checkpoint(tmp_path, data(3))
+    save_checkpoint(tmp_path, data(1), keep_as="10it", keep_last=1)
+    save_checkpoint(tmp_path, data(2), keep_last=1)
+    save_checkpoint(tmp_path, data(3), keep_last=1)
     assert sorted(p.name for p in tmp_path.glob("step-*")) == ["step-000000010", "step-000000030"]
     assert load_checkpoint(tmp_path).step == 30
     rewound = load_checkpoint(tmp_path, name="10it")
@@ -55,3 +55,23 @@ def test_extra_tensor_maps_round_trip(tmp_path):
     loaded = load_checkpoint(tmp_path)
     assert torch.equal(loaded.extra["masks"]["w"], checkpoint.extra["masks"]["w"])
     assert loaded.extra["masks"]["w"].dtype == torch.bool
+
+
+def test_a_flipped_bit_in_the_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, capsys):
+    for epoch in (1, 2, 3):
+        save_checkpoint(tmp_path, data(epoch))  # the newest two are kept
+    assert sorted(p.name for p in tmp_path.glob("step-*")) == ["step-000000020", "step-000000030"]
+    path = tmp_path / "step-000000030" / "model.safetensors"
+    raw = bytearray(path.read_bytes())
+    raw[-1] ^= 0x01  # one bit of a weight: the file still parses
+    path.write_bytes(bytes(raw))
+    loaded = load_checkpoint(tmp_path)
+    assert loaded.step == 20 and torch.equal(loaded.model["w"], torch.full((2, 2), 2.0))
+    assert "checksum mismatch" in capsys.readouterr().err
+
+
+def test_no_good_checkpoint_left_is_a_user_error(tmp_path):
+    directory = save_checkpoint(tmp_path, data(1))
+    (directory / "state.json").write_text("{}")
+    with pytest.raises(UserError, match="checksum mismatch"):
+        load_checkpoint(tmp_path)

@@ -12,6 +12,8 @@ Layout inside `RUN_DIR/checkpoints/` (one directory per checkpoint, named by the
     latest.json                                   {"dir": "step-000000400", "epoch": 4, "step": 400}
     kept.json                                     {"500it": "step-000000500", ...}: checkpoints kept by name
 
+Every checkpoint has a manifest (SHA-256 of each file), is read back before older ones are removed (the newest
+two are kept), and is verified on resume; a corrupt newest checkpoint falls back to the previous one.
 A checkpoint directory is complete before `latest.json` (written atomically) points at it, so an interrupted
 write never replaces a good checkpoint; older directories are removed afterwards, except those kept by name
 (`train.keep_checkpoints`), which a later run can rewind to (`load_checkpoint(root, name="500it")`).
@@ -19,7 +21,9 @@ write never replaces a good checkpoint; older directories are removed afterwards
 
 from __future__ import annotations
 
+import hashlib
 import shutil
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,13 +48,14 @@ class CheckpointData:
 
 
 RESERVED = {"model", "optimizer", "supernet", "supernet_optimizer"}
+MANIFEST = "manifest.json"  # {file name: SHA-256} of every other file of the checkpoint
 
 
 def checkpoint_dir_name(step: int) -> str:
     return f"step-{step:09d}"
 
 
-def save_checkpoint(root: Path, data: CheckpointData, keep_last: int = 1, keep_as: str | None = None) -> Path:
+def save_checkpoint(root: Path, data: CheckpointData, keep_last: int = 2, keep_as: str | None = None) -> Path:
     """Write `data` as a new checkpoint, point latest.json at it, remove older ones (all but the newest
     `keep_last`, never those kept by name). `keep_as` keeps this one under that name."""
     root = Path(root)
@@ -73,6 +78,9 @@ def save_checkpoint(root: Path, data: CheckpointData, keep_last: int = 1, keep_a
         io.save_tensors(directory / f"{name}.safetensors", tensors)
     state["step"] = data.step
     io.write_json(directory / "state.json", state)
+    io.write_json(directory / MANIFEST, {p.name: sha256_of(p) for p in sorted(directory.iterdir())
+                                         if p.is_file() and p.name != MANIFEST})
+    _read_directory(directory)  # it reloads before anything older is dropped
     kept = read_kept(root)
     if keep_as is not None:
         kept[keep_as] = directory.name
@@ -97,23 +105,66 @@ def read_kept(root: Path) -> dict[str, str]:
     return kept
 
 
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify(directory: Path) -> None:
+    """UserError unless every file of the checkpoint's manifest is present with its SHA-256 (a checkpoint written
+    before manifests existed is accepted as it is)."""
+    manifest_path = directory / MANIFEST
+    if not manifest_path.exists():
+        return
+    manifest = io.read_json(manifest_path)
+    if not isinstance(manifest, dict):
+        raise UserError(f"{manifest_path}: malformed manifest")
+    for name, expected in manifest.items():
+        path = directory / str(name)
+        if "/" in str(name) or not path.is_file():
+            raise UserError(f"{directory}: {name} is missing")
+        if sha256_of(path) != expected:
+            raise UserError(f"{path}: checksum mismatch (the file was corrupted after it was written)")
+
+
 def load_checkpoint(root: Path, name: str | None = None) -> CheckpointData:
-    """Read the checkpoint `latest.json` names (or the one kept as `name`); anything missing or corrupt is a
-    UserError."""
+    """Read the checkpoint `latest.json` names (or the one kept as `name`), verified against its manifest.
+
+    When the newest checkpoint is missing or corrupt, the newest older one that verifies is used instead (with a
+    warning on stderr); with none, a UserError."""
     root = Path(root)
     if name is not None:
         kept = read_kept(root)
         if name not in kept:
             raise UserError(f"{root}: no checkpoint kept as {name!r} (kept: {', '.join(sorted(kept)) or 'none'})")
-        directory = root / kept[name]
-    else:
-        latest = root / "latest.json"
-        if not latest.is_file():
-            raise UserError(f"{root}: no checkpoint to resume from (latest.json missing)")
-        pointer = io.read_json(latest)
-        if not isinstance(pointer, dict) or not isinstance(pointer.get("dir"), str) or "/" in pointer["dir"]:
-            raise UserError(f"{latest}: malformed checkpoint pointer")
-        directory = root / pointer["dir"]
+        return _read_directory(root / kept[name])
+    latest = root / "latest.json"
+    if not latest.is_file():
+        raise UserError(f"{root}: no checkpoint to resume from (latest.json missing)")
+    pointer = io.read_json(latest)
+    if not isinstance(pointer, dict) or not isinstance(pointer.get("dir"), str) or "/" in pointer["dir"]:
+        raise UserError(f"{latest}: malformed checkpoint pointer")
+    newest = root / pointer["dir"]
+    try:
+        return _read_directory(newest)
+    except UserError as problem:
+        older = sorted((p for p in root.glob("step-*") if p.is_dir() and p.name < newest.name), reverse=True)
+        for candidate in older:
+            try:
+                data = _read_directory(candidate)
+            except UserError:
+                continue
+            print(f"prunekit: warning: {problem}; resuming from the previous checkpoint {candidate.name}",
+                  file=sys.stderr)
+            return data
+        raise
+
+
+def _read_directory(directory: Path) -> CheckpointData:
+    verify(directory)
     state = io.read_json(directory / "state.json")
     if not isinstance(state, dict) or "epoch" not in state:
         raise UserError(f"{directory / 'state.json'}: malformed checkpoint state")
