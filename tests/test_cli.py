@@ -326,3 +326,24 @@ def test_training_onto_a_full_or_read_only_disk(tmp_path, kind):
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("prunekit: error: "), proc.stderr
     assert ("No space left on device" if kind == "full" else "Read-only file system") in proc.stderr
+
+
+@pytest.mark.parametrize("argv", [
+    ["nosuch"], ["train", "--set"], ["measure", "--model", "lenet5", "--num-classes", "10000000"],
+    ["measure", "--model", "lenet5", "--num-classes", "9" * 5000], ["export"],
+])
+def test_usage_mistakes_are_one_line(capsys, argv):
+    with pytest.raises(SystemExit) as caught:
+        main(argv)
+    _, err = capsys.readouterr()
+    one_line_error(caught.value.code, err)
+    assert "--help" in err
+
+
+def test_oversized_model_inputs_are_one_line(capsys):
+    code, _, err = run_cli(capsys, "measure", "--model", "lenet5", "--input", "3x100000x100000", "--no-latency")
+    one_line_error(code, err)
+    assert "too large" in err
+    code, _, err = run_cli(capsys, "inspect", "--model", "torch.hub:load")
+    one_line_error(code, err)
+    assert "not a model package" in err

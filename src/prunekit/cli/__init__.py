@@ -13,6 +13,7 @@ import importlib
 import os
 import pkgutil
 import sys
+import typing
 from collections.abc import Callable, Sequence
 
 from prunekit.errors import UserError
@@ -25,8 +26,16 @@ def command_modules() -> list[str]:
                   if not m.name.startswith("_") and m.name != "common")
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line on stderr (`prunekit COMMAND: error: ...`) and exit status 2,
+    like every other user mistake; `--help` still prints the usage."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"prunekit: error: {' '.join(message.split())} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="prunekit", description="Prune neural networks while they train.")
+    parser = OneLineParser(prog="prunekit", description="Prune neural networks while they train.")
     sub = parser.add_subparsers(dest="command", required=True)
     for name in command_modules():
         importlib.import_module(f"{__name__}.{name}").register(sub)
