@@ -166,3 +166,30 @@ def test_baseline_run_without_a_usable_summary_is_a_user_error(tmp_path, summary
     with pytest.raises(UserError, match="summary.json"):
         Trainer(quick_config(baseline_run=str(base)), tmp_path / "run", quiet=True).fit()
     assert not (tmp_path / "run").exists()
+
+
+def test_a_run_killed_before_its_first_checkpoint_restarts_on_resume(tmp_path):
+    run = tmp_path / "run"
+
+    def kill(step):
+        if step == 2:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        Trainer(quick_config(), run, quiet=True, on_step=kill).fit()
+    assert not (run / "checkpoints" / "latest.json").exists()
+    with pytest.raises(UserError, match="stopped before its first checkpoint"):
+        Trainer(quick_config(), run, quiet=True).fit()  # `train` says how to go on
+    summary = Trainer.resume(run, quiet=True).fit()  # --resume starts it again from the beginning
+    fresh = Trainer(quick_config(), tmp_path / "fresh", quiet=True).fit()
+    assert summary["test_accuracy"] == fresh["test_accuracy"]
+    epochs = [r["epoch"] for r in io.read_jsonl(run / "metrics.jsonl") if r["kind"] == "epoch"]
+    assert epochs == [0, 1, 2]
+
+
+def test_a_second_trainer_on_the_same_run_directory_is_refused(tmp_path):
+    from prunekit import rundir
+
+    Trainer(quick_config(**{"train.epochs": 1}), tmp_path / "run", quiet=True).fit()
+    with rundir.lock_run_dir(tmp_path / "run"), pytest.raises(UserError, match="lock|another|process"):
+        Trainer.resume(tmp_path / "run", quiet=True).fit()

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from prunekit import io
+from prunekit import io, rundir
 from prunekit.channels import ChannelPlan, load_optimizer_state_by_name, optimizer_state_by_name, save_pruned_model
 from prunekit.channels.optimizer_state import OptimizerState
 from prunekit.config import RunConfig, build_dataclass, read_yaml
@@ -137,6 +137,7 @@ class Trainer(LoopHooks):
         self._last_eval: tuple[float, float] | None = None
         self._metrics_lines = 0
         self._bar: Any = None
+        self._lock: rundir.RunLock | None = None
 
     @classmethod
     def resume(cls, run_dir: str | os.PathLike[str], **kwargs: Any) -> Trainer:
@@ -154,7 +155,13 @@ class Trainer(LoopHooks):
 
     # ------------------------------------------------------------------ set-up
     def _check_run_dir_free(self) -> None:
-        if not self._resuming and self.run_dir.exists() and any(self.run_dir.iterdir()):
+        if self._resuming or not self.run_dir.exists():
+            return
+        if rundir.has_no_checkpoint(self.run_dir) and (self.run_dir / "config.yaml").exists():
+            raise UserError(f"run directory {self.run_dir} holds a run that stopped before its first checkpoint; "
+                            f"`prunekit train --resume {self.run_dir}` starts it again from the beginning, or "
+                            f"choose another --out")
+        if any(p.name != rundir.LOCK_NAME for p in self.run_dir.iterdir()):
             raise UserError(f"run directory {self.run_dir} already exists and is not empty; "
                             f"use `prunekit train --resume {self.run_dir}` or choose another --out")
 
@@ -294,10 +301,28 @@ class Trainer(LoopHooks):
 
     # ------------------------------------------------------------------ the run
     def fit(self) -> dict[str, Any]:
+        """Run (or resume) the training; returns the summary. The run directory's lock is released however it
+        ends."""
+        try:
+            return self._fit()
+        finally:
+            if self._lock is not None:
+                self._lock.release()
+                self._lock = None
+
+    def _fit(self) -> dict[str, Any]:
         t = self.cfg.train
         self._setup()
+        restart = self._resuming and rundir.has_no_checkpoint(self.run_dir)
         if self.dist is not None:
-            self.dist.barrier()  # every process has checked the run directory before rank 0 creates it
+            self.dist.barrier()  # every process has checked the run directory before rank 0 changes it
+        if self._resuming and self.is_main:
+            self._take_lock()
+        if restart:  # nothing to resume from (killed or diverged before the first checkpoint): start again
+            if self.is_main:
+                rundir.clear_for_restart(self.run_dir)
+            self._say(f"{self.run_dir} has no checkpoint yet: starting the run again from the beginning")
+            self._resuming = False
         step, tally = self._restore() if self._resuming else (self._apply_start(), None)
         initial = self.method.on_train_start(self.ctx)  # methods check their parameters against the run here
         if self.loop.agree is not None and not self._resuming:
@@ -306,6 +331,8 @@ class Trainer(LoopHooks):
             self._restore_method_tensors()
         elif self.is_main:  # only now is the run known to be able to start: nothing is written before
             self.run_dir.mkdir(parents=True, exist_ok=True)
+            if self._lock is None:
+                self._take_lock()
             io.write_yaml(self.run_dir / "config.yaml", self.cfg.to_dict())
         if t.tensorboard and self.is_main:
             self._open_tensorboard()
@@ -331,6 +358,12 @@ class Trainer(LoopHooks):
         if self.dist is not None:
             self.dist.stop()
         return summary
+
+    def _take_lock(self) -> None:
+        """One process per run directory (a second gets a one-line error); then stale temporary files of a killed
+        process can be removed safely."""
+        self._lock = rundir.lock_run_dir(self.run_dir)
+        rundir.clean_stale_temp_files(self.run_dir)
 
     def _apply_start(self) -> int:
         """Put `self.start` in force on the fresh state; returns the step to start at."""
