@@ -15,9 +15,11 @@ from prunekit.config import load_config
 from prunekit.errors import UserError
 from prunekit.train.trainer import Trainer
 
-# Dense, the flagship (REPrune), its regrowth parent (CHEX) and the two classic training-time methods; the other
-# quickstarts (hrank, l1, tp) run the same way with `prunekit train configs/quickstart-<name>.yaml`.
-PRESETS = ["quickstart", "quickstart-reprune", "quickstart-chex", "quickstart-prunetrain", "quickstart-slimming"]
+# Dense, the flagship (REPrune), its regrowth parent (CHEX), the two classic training-time methods, dynamic sparse
+# training (RigL) and Joint Search-and-Training; the other quickstarts (hrank, l1, tp, bn) run the same way with
+# `prunekit train configs/quickstart-<name>.yaml`.
+PRESETS = ["quickstart", "quickstart-reprune", "quickstart-chex", "quickstart-prunetrain", "quickstart-slimming",
+           "quickstart-rigl", "quickstart-jst"]
 
 
 def run_preset(preset: str, root: Path) -> dict[str, Any]:
@@ -57,8 +59,22 @@ def main() -> int:
         return 2
     print()
     print(results_table(rows))
-    print("\nMACs per sample of one forward pass (FLOPs = 2 x MACs); train time is wall-clock on this machine.")
+    print("\nMACs per sample of one forward pass (FLOPs = 2 x MACs, dense MACs for weight-sparse methods); train "
+          "time is wall-clock on this machine.")
+    write_demo_report(root, [preset for preset, _ in rows])
     return 0
+
+
+def write_demo_report(root: Path, presets: list[str]) -> None:
+    """runs/demo/report.html: every demo run's curves, widths and summary in one self-contained page."""
+    try:
+        from prunekit.report import write_report
+    except ImportError as exc:  # matplotlib is an optional extra
+        print(f"(no report: {exc}; pip install 'prunekit[report]')")
+        return
+    out = root / "report.html"
+    write_report([root / preset for preset in presets], out)
+    print(f"report: {out}")
 
 
 if __name__ == "__main__":

@@ -92,6 +92,8 @@ class Method:
     """Dense training: every hook does nothing. Subclasses override what they need."""
 
     name = "dense"
+    summary = ""  # one line for `prunekit methods`
+    paper = ""  # the paper it implements (authors, venue, year)
     # "internal" or "all" for methods that return channel plans (see DESIGN.md, channel groups); None otherwise.
     channel_policy: str | None = None
     # Whether the state trains `method_parameters()` with the training loss at every step (False: the method
