@@ -237,3 +237,63 @@ def test_a_run_killed_mid_search_resumes_exactly(tmp_path, full_run, kill_at):
     strip = lambda rs: [{k: v for k, v in r.items() if k not in times} for r in rs]  # noqa: E731
     assert strip(io.read_jsonl(full.run_dir / "metrics.jsonl")) == \
         strip(io.read_jsonl(tmp_path / "cut" / "metrics.jsonl"))
+
+
+def test_training_a_sample_physically_and_writing_it_back_equals_training_it_masked_in_the_supernet():
+    """The engine's correctness definition, with JST's alpha factors: k SGD steps of a sampled sub-network, written
+    back, give the supernet that k steps of the supernet give when the removed channels' outputs are multiplied by
+    0 (and the kept ones by the same factors)."""
+    import copy
+
+    from prunekit.channels import ChannelPlan
+    from prunekit.methods.base import Decision
+    from prunekit.methods.jst import _scale_hook, searchable_layer
+    from prunekit.models import create_model
+    from prunekit.train.supernet import SupernetState
+
+    torch.manual_seed(0)
+    supernet = create_model("small_cnn", num_classes=10, in_channels=1)
+    reference = copy.deepcopy(supernet)
+    sgd = lambda m: torch.optim.SGD(m.parameters(), lr=0.1)  # noqa: E731  (no momentum: removed weights stay put)
+    state = SupernetState(supernet, torch.zeros(2, 1, 8, 8), "internal", make_optimizer=sgd)
+    layers = [searchable_layer(supernet, g) for g in state.groups]
+    generator = torch.Generator().manual_seed(3)
+    alphas = {lay.group.name: torch.randn(lay.group.size, generator=generator) for lay in layers}
+    keep = {lay.group.name: cumulative_keep(perturbed_shares(alphas[lay.group.name],
+                                                             gumbel_noise(lay.group.size, generator), 0.5), 0.6)
+            for lay in layers}
+    state.apply(Decision(plan=ChannelPlan(keep)))
+    assert state.pruned and all(len(k) < lay.group.size for k, lay in zip(keep.values(), layers, strict=True))
+    for lay in layers:  # the sub-network's factors, and the masked reference's: the same on kept channels, 0 elsewhere
+        index = torch.tensor(keep[lay.group.name])
+        module = state.model.get_submodule(lay.module)
+        module.register_forward_hook(_scale_hook(alphas[lay.group.name], index, module))
+        full = torch.zeros(lay.group.size)
+        full[index] = alpha_factor(alphas[lay.group.name], index)
+        target = reference.get_submodule(lay.module)
+        target.register_forward_hook(_masked_hook(full))
+    ref_opt = sgd(reference)
+    for _ in range(5):
+        x, y = torch.randn(16, 1, 8, 8, generator=generator), torch.randint(0, 10, (16,), generator=generator)
+        for model, opt in ((state.model, state.optimizer), (reference, ref_opt)):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+    state.sync()
+    ref = reference.state_dict()
+    kept_bn = {lay.module: keep[lay.group.name] for lay in layers}
+    for name, value in supernet.state_dict().items():
+        module = name.rsplit(".", 1)[0]
+        if module in kept_bn and name.endswith(("running_mean", "running_var")):
+            # the masked reference's BN still sees removed channels' (discarded) outputs: compare the kept ones
+            index = kept_bn[module]
+            torch.testing.assert_close(value[index], ref[name][index], rtol=1e-5, atol=1e-6)
+        else:
+            torch.testing.assert_close(value, ref[name], rtol=1e-5, atol=1e-6, msg=name)
+
+
+def _masked_hook(factor: torch.Tensor):
+    def hook(module, inputs, output):
+        return output * factor.view(1, -1, *([1] * (output.dim() - 2)))
+
+    return hook
