@@ -25,3 +25,16 @@ def test_cli_bad_key_is_one_line(tmp_path, capsys):
     assert main(["lottery", "configs/lottery/quickstart.yaml", "--set", "lottery.levles=2",
                  "--out", str(tmp_path)]) == 2
     assert "lottery.levles" in capsys.readouterr().err
+
+
+def test_lmc_cli_dense_and_on_a_lottery_level(tmp_path, capsys):
+    small = ["--set", "train.epochs=1", "--set", "data.train_subset=128", "--quiet", "--points", "3"]
+    assert main(["lmc", "configs/lottery/quickstart.yaml", "--at", "1it", "--out", str(tmp_path / "dense"),
+                 *small]) == 0
+    result = io.read_json(tmp_path / "dense" / "lmc.json")
+    assert result["start_step"] == 1 and set(result["barrier"]) == {"train", "test"}
+    assert main(["lottery", "configs/lottery/quickstart.yaml", "--levels", "1", "--out", str(tmp_path / "lot"),
+                 "--set", "lottery.rewind_step=1it", "--set", "lottery.controls=[]", *small[:-2]]) == 0
+    assert main(["lmc", "--lottery", str(tmp_path / "lot"), "--level", "1", "--points", "3", "--quiet"]) == 0
+    assert io.read_json(tmp_path / "lot" / "lmc_level_01" / "lmc.json")["start_step"] == 1
+    assert main(["lmc", "--lottery", str(tmp_path), "--level", "1"]) == 2
