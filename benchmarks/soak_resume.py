@@ -7,7 +7,8 @@ final weights bitwise with an uninterrupted run of the same preset (issue 18).
 For each preset (the dense, REPrune and CHEX quickstarts on digits, 1 thread) one uninterrupted reference run is
 made and timed. Each trial then starts the same preset in a fresh run directory and kills it with SIGKILL:
 
-  * "random" trials at a uniform random time in [5%, 95%] of the reference's wall time (start-up included);
+  * "random" trials once the process has used a uniform random share in [5%, 95%] of the reference run's CPU
+    time (start-up included; CPU time, not wall time, so the kill points do not depend on the machine's load);
   * "checkpoint" trials as soon as the k-th checkpoint directory appears (k random), i.e. while that checkpoint
     is being written, polling every 2 ms.
 
@@ -52,12 +53,26 @@ def resume_command(out: Path) -> list[str]:
     return [sys.executable, "-m", "prunekit", "train", "--resume", str(out), "--quiet"]
 
 
-def reference(preset: str, out: Path, overrides: list[str]) -> float:
-    start = time.perf_counter()
-    proc = subprocess.run(train_command(preset, out, overrides), capture_output=True, text=True, env=env())
+def reference(preset: str, out: Path, overrides: list[str]) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) of an uninterrupted run into `out`."""
+    start, log = time.perf_counter(), out.with_suffix(".stderr")
+    with open(log, "w") as stderr:
+        proc = subprocess.Popen(train_command(preset, out, overrides), stdout=subprocess.DEVNULL, stderr=stderr,
+                                env=env())
+        _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
-        raise SystemExit(f"reference run {preset} failed: {proc.stderr.strip()}")
-    return time.perf_counter() - start
+        raise SystemExit(f"reference run {preset} failed: {log.read_text().strip()}")
+    return time.perf_counter() - start, usage.ru_utime + usage.ru_stime
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a live process (Linux /proc), 0 if it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def checkpoint_dirs(run: Path) -> set[str]:
@@ -68,14 +83,13 @@ def checkpoint_dirs(run: Path) -> set[str]:
 
 
 def kill_run(command: list[str], run: Path, mode: str, when: float, k: int) -> dict[str, Any]:
-    """Start `command`, SIGKILL it ("random": after `when` seconds; "checkpoint": when the k-th checkpoint
-    directory appears); returns what happened."""
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env(),
+    """Start `command`, SIGKILL it ("random": once it has used `when` CPU seconds; "checkpoint": when the k-th
+    checkpoint directory appears); returns what happened."""
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env(),
                             start_new_session=True)
     start, seen, note = time.perf_counter(), set(), ""
     while proc.poll() is None:
-        elapsed = time.perf_counter() - start
-        if mode == "random" and elapsed >= when:
+        if mode == "random" and cpu_seconds(proc.pid) >= when:
             break
         if mode == "checkpoint":
             seen |= checkpoint_dirs(run)
@@ -85,11 +99,12 @@ def kill_run(command: list[str], run: Path, mode: str, when: float, k: int) -> d
         time.sleep(0.002 if mode == "checkpoint" else 0.01)
     if proc.poll() is not None:
         return {"killed": False, "at_s": time.perf_counter() - start, "returncode": proc.returncode}
+    cpu = cpu_seconds(proc.pid)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     latest = run / "checkpoints" / "latest.json"
     epoch = json.loads(latest.read_text()).get("epoch") if latest.is_file() else None
-    return {"killed": True, "at_s": round(time.perf_counter() - start, 3), "note": note,
+    return {"killed": True, "at_s": round(time.perf_counter() - start, 3), "cpu_s_at_kill": round(cpu, 2), "note": note,
             "checkpoint_epoch_at_kill": epoch, "temp_files_left": len(list(run.rglob("*.tmp")))}
 
 
@@ -116,10 +131,10 @@ def compare(reference_dir: Path, run: Path) -> tuple[str, str]:
 
 def trial(index: int, method: str, mode: str, rng: random.Random, refs: dict[str, tuple[Path, float]],
           work: Path, overrides: list[str], epochs: int) -> dict[str, Any]:
-    ref_dir, wall = refs[method]
+    ref_dir, cpu = refs[method]
     run = work / f"trial-{index:03d}-{method}-{mode}"
     shutil.rmtree(run, ignore_errors=True)
-    when, k = rng.uniform(0.05, 0.95) * wall, rng.randint(1, max(1, epochs - 1))
+    when, k = rng.uniform(0.05, 0.95) * cpu, rng.randint(1, max(1, epochs - 1))
     record: dict[str, Any] = {"trial": index, "method": method, "mode": mode}
     record.update(kill_run(train_command(PRESETS[method], run, overrides), run, mode, when, k))
     if not record["killed"]:
@@ -151,8 +166,9 @@ def main() -> int:
     for method in methods:
         out = args.work / f"reference-{method}"
         shutil.rmtree(out, ignore_errors=True)
-        refs[method] = (out, reference(PRESETS[method], out, args.set))
-        print(f"reference {method}: {refs[method][1]:.1f} s", flush=True)
+        wall, cpu = reference(PRESETS[method], out, args.set)
+        refs[method] = (out, cpu)
+        print(f"reference {method}: {wall:.1f} s wall, {cpu:.1f} s CPU", flush=True)
     epochs = json.loads((args.work / f"reference-{methods[0]}" / "summary.json").read_text())["epochs"]
     rng = random.Random(args.seed)
     records = []
@@ -166,7 +182,7 @@ def main() -> int:
     outcomes = sorted({r["outcome"] for r in records})
     summary = {"identical": identical, "counted": len(counted), "trials": len(records),
                "by_outcome": {o: sum(r["outcome"] == o for r in records) for o in outcomes},
-               "reference_wall_s": {m: round(refs[m][1], 1) for m in methods}, "seed": args.seed,
+               "reference_cpu_s": {m: round(refs[m][1], 1) for m in methods}, "seed": args.seed,
                "overrides": args.set, "date": time.strftime("%Y-%m-%d"), "host_cpus": os.cpu_count()}
     print(json.dumps(summary, sort_keys=True))
     if args.json:
