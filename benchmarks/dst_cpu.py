@@ -6,7 +6,7 @@ Tiers (--tier):
 - resnet20-subset: configs/cifar10-resnet20-dense.yaml on a stratified 5,000-image CIFAR-10 subset for 8 epochs
   (312 steps); about 2.3 min per epoch on one contended thread, so ~2.5 h for the seven rows.
 
-    OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python benchmarks/dst_cpu.py --out /tmp/dst-bench [--tier digits]
+    OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python benchmarks/dst_cpu.py --out /tmp/dst-bench --seeds 0,1,2
 
 Schedules are scaled to the few hundred steps of these runs: dT = 10 (RigL's 100 would give a handful of
 updates; its CIFAR-10 run makes 750), ITOP dT = 40 (4x RigL's, as 4000 : 1500-ish in the ITOP README is to RigL's
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import time
 from pathlib import Path
 
@@ -47,16 +48,16 @@ ROWS = {
 }
 
 
-def run_row(name: str, out: Path, tier: str) -> dict:
+def run_row(name: str, out: Path, tier: str, seed: int) -> dict:
     preset, overrides = TIERS[tier]
-    cfg = load_config(ROOT / "configs" / preset, [*overrides, *ROWS[name]])
+    cfg = load_config(ROOT / "configs" / preset, [*overrides, *ROWS[name], f"train.seed={seed}"])
     if cfg.data.path is not None and not Path(cfg.data.path).is_absolute():
         cfg.data.path = str((ROOT / cfg.data.path).resolve())
-    trainer = Trainer(cfg, out / name, quiet=True)
+    trainer = Trainer(cfg, out / f"{name}-s{seed}", quiet=True)
     start = time.perf_counter()
     summary = trainer.fit()
     method = trainer.method
-    return {"row": name, "method": summary["method"], "test_accuracy": summary["test_accuracy"],
+    return {"row": name, "seed": seed, "method": summary["method"], "test_accuracy": summary["test_accuracy"],
             "weight_density": summary.get("weight_density", 1.0),
             "R_s": method.rate() if hasattr(method, "rate") else 1.0,
             "train_flops_vs_dense_rigl_model": (method.train_flops_ratio() if hasattr(method, "train_flops_ratio")
@@ -66,15 +67,19 @@ def run_row(name: str, out: Path, tier: str) -> dict:
             "wall_s": time.perf_counter() - start}
 
 
-def table(results: dict[str, dict]) -> str:
-    dense = results.get("dense")
-    lines = ["| row | accuracy | weight density | R_s | train FLOPs vs dense (RigL model) | final MACs vs dense "
-             "| train time vs dense |", "|---|---|---|---|---|---|---|"]
-    for name, r in results.items():
-        time_ratio = f"{r['train_time_s'] / dense['train_time_s']:.2f}" if dense else "-"
-        lines.append(f"| {name} | {100 * r['test_accuracy']:.2f}% | {r['weight_density']:.3f} | {r['R_s']:.3f} "
-                     f"| {r['train_flops_vs_dense_rigl_model']:.3f} | {r['final_macs'] / r['dense_macs']:.3f} "
-                     f"| {time_ratio} |")
+def table(results: dict[str, list[dict]]) -> str:
+    """Mean (and sd over seeds) per row; time vs dense is the ratio of the mean training-loop times."""
+    dense_time = statistics.mean(r["train_time_s"] for r in results["dense"]) if "dense" in results else None
+    lines = ["| row | seeds | accuracy (mean ± sd) | weight density | R_s | train FLOPs vs dense (RigL model) "
+             "| final MACs vs dense | train time vs dense |", "|---|---|---|---|---|---|---|---|"]
+    for name, runs in results.items():
+        acc = [100 * r["test_accuracy"] for r in runs]
+        sd = statistics.stdev(acc) if len(acc) > 1 else 0.0
+        mean = lambda key, runs=runs: statistics.mean(r[key] for r in runs)  # noqa: E731
+        time_ratio = f"{mean('train_time_s') / dense_time:.2f}" if dense_time else "-"
+        lines.append(f"| {name} | {len(runs)} | {statistics.mean(acc):.2f} ± {sd:.2f}% | {mean('weight_density'):.3f} "
+                     f"| {mean('R_s'):.3f} | {mean('train_flops_vs_dense_rigl_model'):.3f} "
+                     f"| {mean('final_macs') / mean('dense_macs'):.3f} | {time_ratio} |")
     return "\n".join(lines)
 
 
@@ -83,16 +88,19 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--rows", default=",".join(ROWS))
     parser.add_argument("--tier", choices=sorted(TIERS), default="digits")
+    parser.add_argument("--seeds", default="0", help="comma-separated train.seed values")
     args = parser.parse_args()
     torch.set_num_threads(1)
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "results.json"
     results = json.loads(path.read_text()) if path.exists() else {}
-    for name in args.rows.split(","):
-        results[name] = run_row(name, args.out, args.tier)
-        path.write_text(json.dumps(results, indent=1, sort_keys=True))
-        print(json.dumps(results[name]), flush=True)
-    ordered = {n: results[n] for n in ROWS if n in results}
+    for seed in (int(s) for s in args.seeds.split(",")):
+        for name in args.rows.split(","):
+            results[f"{name}-s{seed}"] = run_row(name, args.out, args.tier, seed)
+            path.write_text(json.dumps(results, indent=1, sort_keys=True))
+            print(json.dumps(results[f"{name}-s{seed}"]), flush=True)
+    ordered = {n: [r for r in results.values() if r["row"] == n] for n in ROWS}
+    ordered = {n: runs for n, runs in ordered.items() if runs}
     print(table(ordered))
 
 
