@@ -35,9 +35,12 @@ def test_selection_keeps_the_top_leverage_active_filters():
                             "features.conv3": list(range(32))})
     decision = CHEX(PruneRegrowParams(sparsity=0.7, delta0=0.0, t_prune=2)).decide(2, ctx)
     kept = decision.plan.keep["features.conv2"]
-    # independent: leverage scores of the active filters (inputs restricted to active1) from numpy's SVD
+    # independent: leverage scores of the active filters from numpy's SVD, over the conv1 channels that this
+    # same decision keeps (conv1 loses some now; its removed inputs would be zero columns under CHEX's masks)
+    kept1 = decision.plan.keep["features.conv1"]
+    assert set(kept1) < set(active1)
     active2 = sorted(active2)
-    weight = model.get_submodule("features.conv2").weight.detach().double()[active2][:, active1]
+    weight = model.get_submodule("features.conv2").weight.detach().double()[active2][:, kept1]
     matrix = weight.reshape(len(active2), -1).numpy().T  # d x C, one column per filter (CHEX's X)
     k = len(kept)
     _, _, vt = np.linalg.svd(matrix, full_matrices=False)

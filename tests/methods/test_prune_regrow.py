@@ -207,3 +207,54 @@ def test_a_group_allocated_full_sparsity_keeps_its_largest_l1_filters(method_nam
     assert decision.info["fully_pruned"] == ["features.conv1"]
     assert decision.plan.keep["features.conv1"] == expected
     assert len(decision.plan.keep["features.conv3"]) == 64 - 7
+
+
+# ---------------------------------------------------------------- dependency order within a decision
+
+
+def zoo_groups(name, policy):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "channels"))
+    import zoo
+
+    torch.manual_seed(0)
+    model = getattr(zoo, name)()
+    return model, channel_groups(model, torch.zeros(2, 3, 8, 8), policy=policy)
+
+
+def test_dependency_order_puts_a_chain_in_order_whatever_order_it_is_given():
+    from prunekit.channels.readers import dependency_order, filter_inputs
+
+    model, groups = zoo_groups("TinyVGG", "internal")
+    names = [g.name for g in groups]
+    assert names == ["features.0", "features.4", "features.8", "classifier.0"]  # hand-read from TinyVGG
+    feeds = filter_inputs(groups, model)
+    assert feeds == {"features.0": set(), "features.4": {"features.0"}, "features.8": {"features.4"},
+                     "classifier.0": {"features.8"}}
+    reversed_groups = groups[::-1]
+    assert [reversed_groups[i].name for i in dependency_order(reversed_groups, model)] == names
+
+
+def test_dependency_order_follows_bottleneck_chains_and_breaks_residual_cycles():
+    from prunekit.channels.readers import dependency_order, filter_inputs
+
+    model, groups = zoo_groups("BottleneckNet", "internal")
+    feeds = filter_inputs(groups, model)
+    # conv1 -> conv2 inside each Bottleneck; the stem feeds the first block (its shortcut is a conv), the
+    # second block's conv1 reads the residual stream, which policy "internal" does not prune
+    assert feeds["layer1.0.conv2"] == {"layer1.0.conv1"} and feeds["layer1.0.conv1"] == {"conv1"}
+    assert feeds["layer1.1.conv1"] == set()
+    order = [groups[::-1][i].name for i in dependency_order(groups[::-1], model)]
+    assert order.index("layer1.0.conv1") < order.index("layer1.0.conv2")
+    assert order.index("layer1.1.conv1") < order.index("layer1.1.conv2")
+    # policy "all": the streams feed conv1s and are written by conv3s that read conv2s: a cycle, broken once
+    model, groups = zoo_groups("BottleneckNet", "all")
+    order = dependency_order(groups, model)
+    assert sorted(order) == list(range(len(groups)))
+    feeds = filter_inputs(groups, model)
+    position = {groups[i].name: k for k, i in enumerate(order)}
+    late = [(g, f) for g in feeds for f in feeds[g] if position[f] > position[g]]
+    assert late  # a cycle: some group comes before one of its inputs, and still every group is decided once
+    assert position["layer1.1.conv1"] < position["layer1.1.conv2"]

@@ -49,34 +49,88 @@ def test_internal_policy_on_a_resnet_only_shrinks_basicblock_conv1():
         resnet_ctx("all")).plan.keep)
 
 
-def test_selection_clusters_only_active_filters_and_active_input_channels():
+def small_cnn_ctx(seed=5):
     torch.manual_seed(0)
     model = create_model("small_cnn", num_classes=10, in_channels=1)
     x = torch.zeros(2, 1, 8, 8)
     groups = channel_groups(model, x, policy="internal")
-    ctx = TrainContext(model=model, optimizer=None, steps_per_epoch=1, epochs=10, example_inputs=x,
-                       supernet=model, groups=groups, plan=None, seed=5)
+    return TrainContext(model=model, optimizer=None, steps_per_epoch=1, epochs=10, example_inputs=x,
+                        supernet=model, groups=groups, plan=None, seed=seed)
+
+
+def scipy_coverage(weight, rows, in_channels, kept):
+    """Alg. 1's coverage of `kept` (filter indices) by SciPy's Ward clustering, directly: the kernels of the
+    filters `rows` at the input channels `in_channels`, one cut height for the layer."""
+    n_merge = len(rows) - len(kept)
+    dendrograms = [linkage(weight[rows, j].reshape(len(rows), -1), method="ward") for j in in_channels]
+    height = max(z[n_merge - 1, 2] for z in dendrograms)
+    labels = [fcluster(z, t=height, criterion="distance") for z in dendrograms]
+    kept_rows = [rows.index(c) for c in kept]
+    covered = sum(len(set(channel_labels[kept_rows])) for channel_labels in labels)
+    total = sum(int(channel_labels.max()) for channel_labels in labels)
+    return covered / total
+
+
+def test_chained_layers_are_clustered_over_the_inputs_this_decision_keeps():
+    # conv1 -> conv2 -> conv3 chain. conv1 loses channels at this decision; conv2 must be clustered over the
+    # conv1 channels the NEW plan keeps (hard-pruning consistency), not over those of the plan in force.
+    ctx = small_cnn_ctx()
     active1 = [0, 1, 2, 4, 6, 7, 9, 11, 12, 15]
     active2 = [i for i in range(32) if i % 3 != 0]
     ctx.plan = ChannelPlan({"features.conv1": active1, "features.conv2": active2,
                             "features.conv3": list(range(64))})
     method = REPrune(PruneRegrowParams(sparsity=0.6, delta0=0.0, t_prune=4))
     decision = method.decide(4, ctx)  # delta 0: no regrowth, the plan is the selection itself
+    kept1 = decision.plan.keep["features.conv1"]
     kept2 = decision.plan.keep["features.conv2"]
+    kept3 = decision.plan.keep["features.conv3"]
     assert set(kept2) <= set(active2) and decision.info["regrown_total"] == 0
+    assert set(kept1) < set(active1) and set(kept2) < set(active2)  # both lose channels at this decision
     assert decision.info["select_seconds"] > 0.0
-    # Independent: Alg. 1's clusters by SciPy directly, on the kernels of the ACTIVE filters at the ACTIVE input
-    # channels only (the supernet still holds values at the removed ones), and the coverage of what was kept.
-    weight = model.get_submodule("features.conv2").weight.detach().double().numpy()
-    n_merge = len(active2) - len(kept2)
-    dendrograms = [linkage(weight[active2, j].reshape(len(active2), -1), method="ward") for j in active1]
-    height = max(z[n_merge - 1, 2] for z in dendrograms)
-    labels = [fcluster(z, t=height, criterion="distance") for z in dendrograms]
-    kept_rows = [active2.index(c) for c in kept2]
-    covered = sum(len(set(channel_labels[kept_rows])) for channel_labels in labels)
-    total = sum(int(channel_labels.max()) for channel_labels in labels)
-    assert decision.info["coverage_rate_per_group"]["features.conv2"] == pytest.approx(covered / total)
-    assert covered / total < 1.0  # the check can fail: not every cluster is covered
+    # Independent: SciPy directly, on the kernels of the ACTIVE filters at the input channels the NEW plan keeps
+    model = ctx.supernet
+    coverage = decision.info["coverage_rate_per_group"]
+    w2 = model.get_submodule("features.conv2").weight.detach().double().numpy()
+    w3 = model.get_submodule("features.conv3").weight.detach().double().numpy()
+    expected2 = scipy_coverage(w2, active2, kept1, kept2)
+    assert coverage["features.conv2"] == pytest.approx(expected2)
+    assert coverage["features.conv3"] == pytest.approx(scipy_coverage(w3, list(range(64)), kept2, kept3))
+    # the check discriminates: over the stale inputs (the plan in force) the coverage differs
+    assert coverage["features.conv2"] != pytest.approx(scipy_coverage(w2, active2, active1, kept2))
+    assert expected2 < 1.0  # not every cluster is covered
+
+
+def test_chained_selection_equals_a_layer_by_layer_hand_computation():
+    # Hand-built: decide conv1 alone, then select conv2 by Alg. 1 over conv2's weight restricted to conv1's
+    # new channels (and conv3 over conv2's), with the same seeds; the method's plan must be exactly that.
+    from prunekit.channels.readers import group_gammas
+    from prunekit.criteria import reprune_keep, reprune_pruned_counts
+    from prunekit.seeding import derived_seed
+
+    ctx = small_cnn_ctx()
+    with torch.no_grad():  # distinct BN scales, so that Eq. 8/9 allocates unevenly
+        for module in ctx.supernet.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.weight.uniform_(0.1, 1.0)
+    method = REPrune(PruneRegrowParams(sparsity=0.5, delta0=0.0, t_prune=2))
+    ctx.plan = None  # the dense plan in force: every group loses channels at this decision
+    decision = method.decide(2, ctx)
+    names = ["features.conv1", "features.conv2", "features.conv3"]
+    assert [g.name for g in method.groups] == names
+    gammas = [group_gammas(ctx.supernet, g, None) for g in method.groups]
+    down = reprune_pruned_counts(gammas, 0.5)
+    previous = None
+    for index, (group, name) in enumerate(zip(method.groups, names, strict=True)):
+        weight = ctx.supernet.get_submodule(name).weight.detach().double()
+        if previous is not None:
+            weight = weight[:, previous]
+        weight = weight.reshape(weight.shape[0], weight.shape[1], -1)
+        active = list(range(group.size))
+        n_keep = min(max(1, group.size - down[index]), len(active))
+        kept = reprune_keep(weight, n_keep, seed=derived_seed(ctx.seed, 2, index, 0xC1), active=active).kept
+        assert decision.plan.keep[name] == sorted(kept), name
+        assert len(kept) < group.size
+        previous = sorted(kept)
 
 
 def digits_config(epochs, t_prune, interval, **params):

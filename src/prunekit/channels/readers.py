@@ -25,6 +25,8 @@ from prunekit.channels.surgery import KeptIndices, kept_indices
 from prunekit.criteria.magnitude import l1_filter_norms
 
 __all__ = [
+    "dependency_order",
+    "filter_inputs",
     "group_filters",
     "group_gammas",
     "group_square_norms",
@@ -100,6 +102,49 @@ def group_filters(supernet: nn.Module, group: ChannelGroup, plan: ChannelPlan | 
     width = max(p.shape[2] for p in parts)
     parts = [torch.nn.functional.pad(p, (0, width - p.shape[2])) for p in parts]
     return torch.cat(parts, dim=1)
+
+
+def filter_inputs(groups: Sequence[ChannelGroup], model: nn.Module) -> dict[str, set[str]]:
+    """Per group name: the names of the groups (among `groups`) whose channels its filters read.
+
+    Group h feeds group g when a conv/linear that writes g (a weight slice on dim 0) reads h along its input
+    dim (a weight slice of h on dim 1): pruning h then removes columns from the filters `group_filters` returns
+    for g. Depthwise convs that carry a group through are not writers here, as in `group_filters`.
+    """
+    writers: dict[str, set[str]] = {g.name: set() for g in groups}
+    readers: dict[str, set[str]] = {}  # module -> groups it reads on dim 1
+    for group in groups:
+        for piece in group.slices:
+            if piece.tensor != "weight" or not is_plain_weight_layer(model.get_submodule(piece.module)):
+                continue
+            if piece.dim == 0:
+                writers[group.name].add(piece.module)
+            elif piece.dim == 1:
+                readers.setdefault(piece.module, set()).add(group.name)
+    return {name: set().union(*(readers.get(m, set()) for m in modules)) - {name}
+            for name, modules in writers.items()}
+
+
+def dependency_order(groups: Sequence[ChannelGroup], model: nn.Module) -> list[int]:
+    """Indices into `groups`, each group after every group that feeds its filters (`filter_inputs`).
+
+    Kahn's algorithm, taking the lowest ready index first (so a plain chain keeps its order). A cycle (a
+    residual stream under policy "all" both feeds a block's conv1 and is written by its conv2, which reads
+    conv1's group) has no such order; it is broken at the lowest remaining index, which then comes before
+    some of its inputs.
+    """
+    feeds = filter_inputs(groups, model)
+    index = {g.name: i for i, g in enumerate(groups)}
+    waiting = {i: {index[n] for n in feeds[g.name]} for i, g in enumerate(groups)}
+    order: list[int] = []
+    while waiting:
+        ready = [i for i, deps in waiting.items() if not deps]
+        pick = min(ready) if ready else min(waiting)
+        order.append(pick)
+        del waiting[pick]
+        for deps in waiting.values():
+            deps.discard(pick)
+    return order
 
 
 def masked_copy(supernet: nn.Module, plan: ChannelPlan | None, groups: Sequence[ChannelGroup]) -> nn.Module:

@@ -15,7 +15,7 @@ from typing import Any, ClassVar, Literal
 import torch
 
 from prunekit.channels import ChannelGroup, ChannelPlan, kept_indices
-from prunekit.channels.readers import group_filters, group_gammas
+from prunekit.channels.readers import dependency_order, filter_inputs, group_filters, group_gammas
 from prunekit.criteria import (
     fully_pruned_keep,
     keep_count,
@@ -109,8 +109,10 @@ class PruneRegrowMethod(Method):
       (REPrune Eq. 8/9, removed channels counting as gamma = 0), select that many channels per group among the
       active ones (`select`), then regrow, per group, the difference between the allocations at s - delta_t and
       s, sampled without replacement with probability softmax of each candidate's residual outside the span of
-      the kept filters (CHEX). Regrown channels return with their most recently used weights, BN statistics and
-      optimizer state, which the supernet holds: the new plan is all it takes.
+      the kept filters (CHEX). Groups are decided in dependency order (`channels.readers.dependency_order`),
+      each over the input channels its feeding groups keep at this same decision (hard-pruning consistency).
+      Regrown channels return with their most recently used weights, BN statistics and optimizer state, which
+      the supernet holds: the new plan is all it takes.
     - After T_prune nothing changes.
     """
 
@@ -208,16 +210,26 @@ class PruneRegrowMethod(Method):
         looser = max(0.0, target - delta)
         up = reprune_pruned_counts(gammas, looser)
         generator = torch.Generator().manual_seed(derived_seed(ctx.seed, t, 0x5E6))
-        inputs = kept_indices(supernet, ctx.groups, plan) if plan is not None else {}
+        # Hard-pruning consistency (REPrune, He et al. 2018): layer l is clustered over the input channels that
+        # survive THIS decision at layer l-1. Groups go in dependency order, and each reads its filters through
+        # the partial new plan: the new (final, rounded) kept sets of the groups decided so far, the old plan
+        # elsewhere. The inputs include what l-1 regrew at this decision: those are the channels layer l
+        # computes with afterwards (at the final decision, delta = 0, they are exactly l-1's selection).
+        partial: dict[str, list[int]] = dict(plan.keep) if plan is not None else {}
+        feeds = filter_inputs(self.groups, supernet)
+        decided_now: set[str] = set()
+        old_inputs = kept_indices(supernet, ctx.groups, plan) if plan is not None else {}
         keep: dict[str, list[int]] = {}
-        rounding_scores: dict[str, torch.Tensor] = {}
         layer_sparsity, selected, regrown, coverage = {}, {}, {}, {}
         covered_total, clusters_total, select_seconds = 0.0, 0, 0.0
         fully_pruned: list[str] = []  # groups whose allocation was s^l = 1
-        for index, group in enumerate(self.groups):
+        for index in dependency_order(self.groups, supernet):
+            group = self.groups[index]
             n = group.size
             floor = min(p.min_channels, n)
             active = (plan or ChannelPlan()).kept(group)
+            inputs = (kept_indices(supernet, ctx.groups, ChannelPlan(partial)) if feeds[group.name] & decided_now
+                      else old_inputs)
             filters = group_filters(supernet, group, plan, ctx.groups, inputs)
             assert filters is not None
             n_keep = max(floor, n - down[index])
@@ -240,10 +252,12 @@ class PruneRegrowMethod(Method):
             else:  # nothing to regrow or round up: skip the projection (an SVD per group)
                 scores = torch.zeros(len(candidates), dtype=torch.float64)
             grown = [candidates[i] for i in sample_regrowth(scores, n_grow, generator)]
-            keep[group.name] = sorted(choice.kept + grown)
             full_scores = torch.zeros(n, dtype=torch.float64)
             full_scores[candidates] = scores
-            rounding_scores[group.name] = full_scores
+            keep[group.name] = ChannelPlan({group.name: sorted(choice.kept + grown)}).rounded(
+                [group], p.round_to, {group.name: full_scores}).keep[group.name]
+            partial[group.name] = keep[group.name]
+            decided_now.add(group.name)
             layer_sparsity[group.name] = down[index] / n
             selected[group.name] = len(choice.kept)
             regrown[group.name] = len(grown)
@@ -251,7 +265,7 @@ class PruneRegrowMethod(Method):
                 coverage[group.name] = choice.covered_clusters / max(1, choice.total_clusters)
                 covered_total += choice.covered_clusters
                 clusters_total += choice.total_clusters
-        new_plan = ChannelPlan(keep).rounded(self.groups, p.round_to, rounding_scores)
+        new_plan = ChannelPlan({g.name: keep[g.name] for g in self.groups})  # each group already rounded
         self.decided.append(t)
         info.update({
             "target_sparsity": target, "delta": delta, "regrow_sparsity": looser, "final": t >= p.t_prune,
