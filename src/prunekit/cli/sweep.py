@@ -15,7 +15,7 @@ def run(args: argparse.Namespace) -> int:
 
     axes = [parse_axis(text) for text in args.grid]
     out = Path(args.out) if args.out else Path("runs") / f"sweep-{Path(args.config).stem}"
-    outcomes = run_sweep(args.config, axes, out, jobs=args.jobs)
+    outcomes = run_sweep(args.config, axes, out, jobs=args.jobs, run=not args.tables_only)
     write_outputs(outcomes, out, args.metric)
     print(markdown(outcomes, args.metric))
     print(f"wrote {out / 'sweep.csv'}, {out / 'sweep.md'}, {out / 'sweep.png'}")
@@ -34,4 +34,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--jobs", type=positive_int, default=1, help="runs at a time")
     p.add_argument("--out", help="sweep directory (default runs/sweep-<config name>)")
     p.add_argument("--metric", default="test_accuracy", help="summary.json key shown in the table and plot")
+    p.add_argument("--tables-only", action="store_true",
+                   help="run nothing: write the tables from the runs finished so far (others show 'pending')")
     p.set_defaults(func=run)

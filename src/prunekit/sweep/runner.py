@@ -23,7 +23,7 @@ from prunekit.sweep.grid import Axis, Point, points
 class Outcome:
     point: Point
     run_dir: Path
-    status: str  # done | skipped | failed
+    status: str  # done | skipped | failed | pending (not run: tables only)
     summary: dict[str, Any]
 
 
@@ -45,10 +45,12 @@ def command(config: Path, point: Point, run_dir: Path) -> list[str]:
     return [*base, "train", str(config), *sets, "--out", str(run_dir), "--quiet"]
 
 
-def run_point(config: Path, point: Point, out: Path) -> Outcome:
+def run_point(config: Path, point: Point, out: Path, run: bool = True) -> Outcome:
     run_dir = out / point.dirname
     if (run_dir / "summary.json").is_file():
         return Outcome(point, run_dir, "skipped", io.read_json(run_dir / "summary.json"))
+    if not run:
+        return Outcome(point, run_dir, "pending", {})
     log = out / "logs" / f"{point.dirname}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -61,7 +63,8 @@ def run_point(config: Path, point: Point, out: Path) -> Outcome:
 
 
 def run_sweep(config: str | os.PathLike[str], axes: list[Axis], out: str | os.PathLike[str], jobs: int = 1,
-              progress: Any = print) -> list[Outcome]:
+              progress: Any = print, run: bool = True) -> list[Outcome]:
+    """Run (or with run=False only collect) every grid point; outcomes in grid order."""
     config, out = Path(config), Path(out)
     if not config.is_file():
         raise UserError(f"config file not found: {config}")
@@ -72,7 +75,7 @@ def run_sweep(config: str | os.PathLike[str], axes: list[Axis], out: str | os.Pa
     outcomes: list[Outcome] = []
 
     def one(point: Point) -> Outcome:
-        outcome = run_point(config, point, out)
+        outcome = run_point(config, point, out, run)
         progress(f"{outcome.status:8s} {point.dirname}  "
                  f"{outcome.summary.get('test_accuracy', float('nan')):.4f}")
         return outcome

@@ -35,7 +35,7 @@ def layout(outcomes: list[Outcome], metric: str) -> tuple[list[str], list[str], 
         row, col = (" ".join(labels[:-1]) or "-"), labels[-1]
         rows += [row] if row not in rows else []
         cols += [col] if col not in cols else []
-        cells[(row, col)] = o.summary.get(metric) if o.status != "failed" else "failed"
+        cells[(row, col)] = o.summary.get(metric) if o.status not in ("failed", "pending") else o.status
     return rows, cols, cells
 
 
