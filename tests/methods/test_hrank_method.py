@@ -112,3 +112,59 @@ def test_short_digits_run_shrinks_and_training_flops_fall(tmp_path, digits_confi
     assert [d["epoch"] for d in decisions] == [0]
     assert decisions[0]["kept"] == {"features.conv1": 12, "features.conv2": 16, "features.conv3": 32}
     assert epochs[1]["train_flops"] < epochs[0]["train_flops"]
+
+
+def resnet_context(policy):
+    torch.manual_seed(0)
+    model = create_model("resnet20", num_classes=10, in_channels=3)
+    generator = torch.Generator().manual_seed(4)
+    data = [(torch.randn(4, 3, 8, 8, generator=generator), torch.zeros(4, dtype=torch.long)) for _ in range(2)]
+    example = torch.zeros(2, 3, 8, 8)
+    return model, data, TrainContext(model=model, optimizer=None, steps_per_epoch=1, epochs=5,
+                                     example_inputs=example, train_batches=lambda: iter(data), supernet=model,
+                                     groups=channel_groups(model, example, policy=policy))
+
+
+def numpy_bn_ranks(model, data, names):
+    """{BN name: mean rank of each channel of ReLU(BN output)}, by forward hooks and NumPy."""
+    sums, handles = {n: 0.0 for n in names}, []
+    for name in names:
+        def hook(_module, _inputs, output, name=name):
+            maps = torch.relu(output).numpy()
+            sums[name] = sums[name] + np.array([[np.linalg.matrix_rank(maps[i, c]) for c in range(maps.shape[1])]
+                                                for i in range(maps.shape[0])]).sum(axis=0)
+        handles.append(model.get_submodule(name).register_forward_hook(hook))
+    model.eval()
+    with torch.no_grad():
+        for images, _ in data:
+            model(images)
+    model.train()
+    for handle in handles:
+        handle.remove()
+    count = sum(images.shape[0] for images, _ in data)
+    return {n: s / count for n, s in sums.items()}
+
+
+def test_default_policy_prunes_every_conv_of_a_resnet_as_the_official_code():
+    assert HRankParams(prune_epoch=0).policy == "all"
+    model, data, ctx = resnet_context("all")
+    streams = [g for g in ctx.groups if not g.internal]
+    assert len(streams) == 3 and len(ctx.groups) == 12  # 3 residual streams + 9 block conv1s
+    decision = HRank(HRankParams(prune_epoch=0, rates=0.6, rank_batches=2)).on_train_start(ctx)
+    # every group, block outputs included, keeps size - floor(0.6 size) channels (HRank: int(rate * F) go)
+    assert {g.name: len(decision.plan.keep[g.name]) for g in ctx.groups} == {
+        g.name: g.size - int(0.6 * g.size) for g in ctx.groups}
+    # a stream's rank is the mean over the ReLU(BN) maps after each of its writers, checked by hand
+    stream = streams[0]
+    bns = [n for n in stream.norm_layers if isinstance(model.get_submodule(n), nn.BatchNorm2d)]
+    assert len(bns) >= 4  # stem BN + one bn2 per block of the first stage
+    ranks = numpy_bn_ranks(model, data, bns)
+    mean = np.mean([ranks[n] for n in bns], axis=0)
+    expected = sorted(np.argsort(mean, kind="stable")[int(0.6 * stream.size):].tolist())
+    assert decision.plan.keep[stream.name] == expected  # ties: the lower index goes first in both
+    assert decision.info["mean_rank"][stream.name] == pytest.approx(float(mean.mean()), abs=1e-3)
+    # the old layer set stays available: policy internal leaves the streams whole
+    _, _, ctx_internal = resnet_context("internal")
+    keep = HRank(HRankParams(prune_epoch=0, rates=0.6, rank_batches=2, policy="internal")).on_train_start(
+        ctx_internal).plan.keep
+    assert len(keep) == 9 and all(name.endswith("conv1") and name != "conv1" for name in keep)

@@ -11,8 +11,14 @@ Differences from the official code (research note classic_methods.md §3.1), all
 - the batches come from `ctx.train_batches()`, i.e. without augmentation (the official code used augmented
   training batches);
 - the hooked feature map is ReLU(output of the group's BN after its first producer), or ReLU(output of the
-  producer) without a BN. Under the default "internal" policy (HRank never prunes residual outputs: their
-  rates are 0 in the official lists) that is exactly the map the filter produces.
+  producer) without a BN: exactly the map the filter produces for a single-writer group. A residual stream
+  (several writers) is one channel group here, so its channels go together; a channel's rank is the mean of
+  its ranks in ReLU(BN) after each writer. The official code ranks each block's conv2 on the block output
+  (ReLU after the add) and masks each conv on its own, which leaves the residual add inconsistent.
+
+Layer set: policy "all" by default, as the official lmbxmu/HRank prunes every conv of ResNet-56 (`main.py`
+loops over all 55; `mask.py` masks each conv and its BN, conv2 included). `policy: internal` keeps the
+residual streams whole (prunekit's earlier default, REPrune's and Slimming's ResNet rule).
 
 `rates`: one uniform rate, a list with one rate per prunable group (in `ctx.groups` order, i.e. module order),
 or a mapping {group name: rate} (groups not named keep all their channels).
@@ -22,6 +28,10 @@ from __future__ import annotations
 
 import dataclasses
 from typing import Any, Literal
+
+import torch
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from prunekit.channels import ChannelGroup, ChannelPlan
 from prunekit.criteria import collect_feature_map_ranks, hrank_keep, prune_count
@@ -43,7 +53,8 @@ class HRankParams(ChannelParams):
              "{group name: rate} (groups not named keep all their channels)")
     rank_batches: int = param(DEFAULT_RANK_BATCHES, "training batches the ranks are averaged over (official "
                                                     "--limit: 5)")
-    policy: Literal["internal", "all"] = param("internal", POLICY_HELP)
+    policy: Literal["internal", "all"] = param("all", f"{POLICY_HELP}. Default all: the official HRank "
+                                                      "prunes every conv of ResNet-56, block outputs included")
     min_channels: int = param(1, MIN_CHANNELS_HELP)
 
     def __post_init__(self) -> None:
@@ -75,9 +86,14 @@ def rates_per_group(rates: float | list[float] | dict[str, float], groups: list[
     return {g.name: float(rates) for g in groups}
 
 
-def hooked_module(group: ChannelGroup) -> str:
-    """The module whose ReLU'd output is the group's feature map: its BN, else its first producer."""
-    return group.bn if group.bn is not None else group.producers[0]
+def hooked_modules(group: ChannelGroup, model: nn.Module) -> list[str]:
+    """The modules whose ReLU'd outputs are the group's feature maps: its BN, else its first producer; for a
+    residual stream (several writers) every BatchNorm on it (one after each writer), whose ranks are averaged."""
+    first = group.bn if group.bn is not None else group.producers[0]
+    if group.internal:
+        return [first]
+    norms = [n for n in group.norm_layers if isinstance(model.get_submodule(n), _BatchNorm)]
+    return norms or [first]
 
 
 @METHODS.register("hrank")
@@ -105,7 +121,8 @@ class HRank(PruneOnceMethod):
             raise RuntimeError("hrank needs ctx.train_batches to measure feature-map ranks")
         rates = rates_per_group(self.params.rates, ctx.groups)
         chosen = [g for g in ctx.groups if rates.get(g.name, 0.0) > 0]
-        modules = [hooked_module(g) for g in chosen]
+        hooked = {g.name: hooked_modules(g, ctx.model) for g in chosen}
+        modules = sorted({m for names in hooked.values() for m in names})
         # ctx.model is the network being trained: its group channels are the kept ones, in increasing order.
         try:
             ranks = collect_feature_map_ranks(ctx.model, modules, ctx.train_batches(), self.params.rank_batches)
@@ -114,9 +131,9 @@ class HRank(PruneOnceMethod):
         plan = ctx.plan or ChannelPlan()
         keep = dict(plan.keep)
         mean_ranks = {}
-        for group, module in zip(chosen, modules, strict=True):
+        for group in chosen:
             kept = plan.kept(group)
-            group_ranks = ranks[module]
+            group_ranks = torch.stack([ranks[m] for m in hooked[group.name]]).mean(dim=0)
             # floor(rate * full width) filters go; counted against the full width when some are already gone
             n_prune = prune_count(group.size, rates[group.name]) - (group.size - len(kept))
             n_prune = min(len(kept), max(0, n_prune))
