@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
 from prunekit import io
@@ -41,8 +42,11 @@ def finish(proc: subprocess.Popen, timeout: float = 240) -> tuple[int, str]:
     return proc.returncode, out + err
 
 
-def test_two_processes_keep_replicas_identical_and_match_one_process(tmp_path):
-    method = REPRUNE  # a dense run is the same path without decisions
+RIGL = ["method.name=rigl", "method.params.sparsity=0.8", "method.params.update_every=3"]
+
+
+@pytest.mark.parametrize("method", [REPRUNE, RIGL], ids=["reprune", "rigl"])  # dense: the same path, no decisions
+def test_two_processes_keep_replicas_identical_and_match_one_process(tmp_path, method):
     sets = SETS + ["train.epochs=3"] + method
     code, output = finish(torchrun(tmp_path / "two", sets))
     assert code == 0, output[-2000:]
@@ -53,9 +57,12 @@ def test_two_processes_keep_replicas_identical_and_match_one_process(tmp_path):
     # BatchNorm statistics come from each process's half batch, so the runs differ slightly; on this learnable
     # synthetic data they end within a few points of each other.
     assert abs(two["test_accuracy"] - one["test_accuracy"]) < 0.1
-    if method:
-        decisions = [r for r in io.read_jsonl(tmp_path / "two" / "metrics.jsonl") if r["kind"] == "decision"]
+    decisions = [r for r in io.read_jsonl(tmp_path / "two" / "metrics.jsonl") if r["kind"] == "decision"]
+    if method is REPRUNE:
         assert len(decisions) == 3  # initial plan + one per epoch up to t_prune, logged once (rank 0)
+    else:  # the same masks on every replica, at the target density
+        assert two["weight_density"] == pytest.approx(one["weight_density"], abs=1e-9)
+        assert any(r["at"] == "step" for r in decisions)
 
 
 def test_a_killed_process_stops_the_run_and_it_resumes_from_the_checkpoint(tmp_path):
