@@ -120,3 +120,43 @@ def test_resume_after_the_pruning_decision_matches_the_uninterrupted_run(check_e
     cut = check_exact_resume(cfg, lambda steps_per_epoch: steps_per_epoch + 3)  # epoch 2, after the cut
     decisions = [r for r in io.read_jsonl(cut / "metrics.jsonl") if r["kind"] == "decision"]
     assert len(decisions) == 1  # the resumed run did not cut a second time
+
+
+def resnet_with_gammas():
+    torch.manual_seed(0)
+    model = create_model("resnet20", num_classes=10, in_channels=3)
+    generator = torch.Generator().manual_seed(7)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.weight.copy_(torch.randn(module.weight.shape, generator=generator))
+    example = torch.zeros(2, 3, 8, 8)
+    ctx = TrainContext(model=model, optimizer=None, steps_per_epoch=1, epochs=5, example_inputs=example,
+                       supernet=model, groups=channel_groups(model, example, policy="internal"))
+    return model, ctx
+
+
+def test_default_population_is_every_bn_as_the_official_code():
+    model, ctx = resnet_with_gammas()
+    method = NetworkSlimming(SlimmingParams(prune_epoch=0, percentile=0.4, s=1e-3))
+    decision = method.on_train_start(ctx)
+    all_bns = [n for n, m in model.named_modules() if isinstance(m, nn.BatchNorm2d)]
+    assert method.bn_names == sorted(all_bns) and len(all_bns) == 21  # the L1 term covers every BN
+    # independent: NumPy sort over every BN channel; only the block conv1 BNs (the groups) lose channels
+    gammas = {n: model.get_submodule(n).weight.detach().abs().numpy() for n in all_bns}
+    everything = np.concatenate(list(gammas.values()))
+    cut = np.sort(everything)[int(np.floor(0.4 * everything.size + 1e-9))]
+    assert len(ctx.groups) == 9
+    for group in ctx.groups:
+        assert decision.plan.keep[group.name] == np.flatnonzero(gammas[group.bn] >= cut).tolist(), group.name
+    assert decision.info["threshold"] == pytest.approx(float(cut))
+    assert decision.info["population_channels"] == everything.size
+    # population "groups": the earlier form, the cut over the groups' BNs only
+    model, ctx = resnet_with_gammas()
+    method = NetworkSlimming(SlimmingParams(prune_epoch=0, percentile=0.4, population="groups"))
+    decision = method.on_train_start(ctx)
+    assert method.bn_names == sorted(g.bn for g in ctx.groups)
+    inside = np.concatenate([gammas[g.bn] for g in ctx.groups])
+    cut = np.sort(inside)[int(np.floor(0.4 * inside.size + 1e-9))]
+    for group in ctx.groups:
+        assert decision.plan.keep[group.name] == np.flatnonzero(gammas[group.bn] >= cut).tolist(), group.name

@@ -1,17 +1,20 @@
 """Network Slimming (Liu et al., ICCV 2017): L1 on BN scales, one global percentile cut, then train on.
 
 1. Sparsity training (paper Eq. 1): after every backward pass, s * sign(gamma) is added to the gradient of the
-   BN scales of the prunable channel groups (`criteria.bn_l1_subgradient_`, the official `updateBN`);
+   BN scales of the population (every BN by default) (`criteria.bn_l1_subgradient_`, the official `updateBN`);
    s = 1e-4 (VGG), 1e-5 for ResNets and DenseNets (official commands).
-2. After `prune_epoch` epochs: |gamma| of all prunable channels is sorted globally and the smallest `percentile`
-   of them go (`criteria.slimming_keep`); a group never keeps fewer than `min_channels`. The L1 term stops
-   there, as in the official fine-tuning run (`main.py --refine` without `-sr`).
+2. After `prune_epoch` epochs: |gamma| of the population's channels is sorted globally and the smallest
+   `percentile` of them go if they are on a prunable group (`criteria.slimming_keep`); a group never keeps
+   fewer than `min_channels`. The L1 term stops there, as in the official fine-tuning run (`main.py --refine`
+   without `-sr`).
 3. Training continues on the physically smaller subnet (our "fine-tune" is the rest of the same schedule).
 
 Which channels: the groups of the channel policy, "internal" by default. That is the official ResNet rule (the
-residual stream keeps its width, only channels inside branches go). The L1 term and the percentile cover
-exactly the BNs of those groups; the official code also regularises BNs it never prunes and counts them in the
-percentile. Groups without a BatchNorm are left out (kept whole). With policy "all", a residual-stream channel's
+residual stream keeps its width, only channels inside branches go). `population: all_bn` (default): the L1 term
+covers every affine BN of the model and the percentile counts all their channels, as the official code (it
+regularises and sorts every BN); channels of BNs outside the prunable groups count in the cut but are never
+removed. `population: groups`: only the BNs of the prunable groups (prunekit's earlier behaviour). Groups
+without a BatchNorm are left out (kept whole). With policy "all", a residual-stream channel's
 score is the largest |gamma| over the BNs on the stream (`channels.readers.group_gammas`).
 """
 
@@ -44,9 +47,15 @@ class SlimmingParams(ChannelParams):
     s: float = param(1e-4, "L1 strength on the BN scales (official: 1e-4 for VGG, 1e-5 for ResNets)")
     policy: Literal["internal", "all"] = param("internal", POLICY_HELP)
     min_channels: int = param(1, MIN_CHANNELS_HELP)
+    population: Literal["all_bn", "groups"] = param(
+        "all_bn", "BN scales the L1 term and the percentile cover: all_bn (every affine BN, the official code; "
+                  "those outside the prunable groups count in the cut but keep their channels) or groups (only "
+                  "the BNs of the prunable groups)")
 
     def __post_init__(self) -> None:
         self.check_channel_params()
+        if self.population not in ("all_bn", "groups"):
+            raise UserError(f"method.params.population must be all_bn or groups, got {self.population!r}")
         if not 0.0 <= self.percentile < 1.0:
             raise UserError(f"method.params.percentile is the fraction of channels to prune, in [0, 1); "
                             f"got {self.percentile}")
@@ -76,9 +85,13 @@ class NetworkSlimming(PruneOnceMethod):
     def on_train_start(self, ctx: TrainContext) -> Decision | None:
         if ctx.groups is None:
             raise RuntimeError("slimming needs ctx.groups (channel groups of the model)")
-        self.bn_names = sorted({name for g in ctx.groups for name in g.norm_layers})
-        if not self.bn_names:
+        group_bns = {name for g in ctx.groups for name in g.norm_layers}
+        if not group_bns:
             raise UserError("slimming: no prunable channel group has a BatchNorm; use a model with BN layers")
+        if self.params.population == "all_bn":
+            self.bn_names = sorted(name for name, _ in bn_layers(ctx.model))
+        else:
+            self.bn_names = sorted(name for name, _ in bn_layers(ctx.model) if name in group_bns)
         return super().on_train_start(ctx)
 
     def scales(self, model: nn.Module) -> list[torch.Tensor]:
@@ -110,10 +123,20 @@ class NetworkSlimming(PruneOnceMethod):
             scored.append(group)
             kept_lists.append(kept)
             gammas.append(scores[kept])
+        others = self.outside_gammas(ctx) if self.params.population == "all_bn" else []
+        population = gammas + others  # the cut counts every BN channel; only the groups' channels can go
         keep = dict(ctx.plan.keep) if ctx.plan is not None else {}
-        for group, kept, chosen in zip(scored, kept_lists, slimming_keep(gammas, self.params.percentile,
-                                                                         self.params.min_channels), strict=True):
+        chosen_lists = slimming_keep(population, self.params.percentile, self.params.min_channels)[:len(scored)]
+        for group, kept, chosen in zip(scored, kept_lists, chosen_lists, strict=True):
             keep[group.name] = [kept[i] for i in chosen]
-        threshold = slimming_threshold(gammas, self.params.percentile)
+        threshold = slimming_threshold(population, self.params.percentile)
         return ChannelPlan(keep), {"threshold": threshold, "percentile": self.params.percentile,
-                                   "scored_groups": len(scored)}
+                                   "scored_groups": len(scored), "population": self.params.population,
+                                   "population_channels": sum(g.numel() for g in population)}
+
+    def outside_gammas(self, ctx: TrainContext) -> list[torch.Tensor]:
+        """|gamma| of the affine BNs on no prunable group (in the trained model: full width, never pruned)."""
+        assert ctx.groups is not None
+        group_bns = {name for g in ctx.groups for name in g.norm_layers}
+        return [bn.weight.detach().abs().to("cpu", torch.float64)
+                for name, bn in bn_layers(ctx.model) if name not in group_bns]
