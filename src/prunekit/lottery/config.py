@@ -18,7 +18,7 @@ from prunekit.methods.params import param
 
 MODES = ("reset", "weight_rewind", "lr_rewind", "finetune")
 CONTROLS = ("reinit", "random_prune")
-UNITS = ("weights", "channels")
+UNITS = ("weights",)  # the structured (channel) unit is not built yet
 
 
 @dataclasses.dataclass
@@ -26,7 +26,7 @@ class LotteryConfig:
     """Iterative magnitude pruning (Frankle & Carbin 2019; OpenLTH `lottery`)."""
 
     levels: int = param(3, "pruning levels after the dense level 0; density (1 - rate) ** levels")
-    rate: float = param(0.2, "fraction of the remaining weights (or channels) pruned per level")
+    rate: float = param(0.2, "fraction of the remaining weights pruned per level")
     scope: Literal["global", "layer"] = param("global", "rank weights over all tensors ('global') or per tensor")
     layer_rates: dict[str, float] = param(help="own rates for tensors matching fnmatch patterns, e.g. "
                                                "{'fc.weight': 0.1} (the LTH LeNet output layer)", factory=dict)
@@ -41,16 +41,13 @@ class LotteryConfig:
     controls: list[str] = param(help="controls trained at every level >= 1 next to the ticket: 'reinit' (the "
                                      "ticket's mask, random weights) and 'random_prune' (a random mask of the "
                                      "same per-tensor densities, the ticket's start weights)", factory=list)
-    unit: Literal["weights", "channels"] = param("weights", "prune weights (unstructured) or channels (L1 filter "
-                                                            "norms over channel groups: a smaller network)")
-    channel_policy: Literal["internal", "all"] = param("internal", "channel groups for unit=channels")
 
     def __post_init__(self) -> None:
         if self.levels < 0:
             raise UserError(f"lottery.levels must be >= 0, got {self.levels}")
         if not 0.0 < self.rate < 1.0:
             raise UserError(f"lottery.rate must lie in (0, 1), got {self.rate}")
-        for key, allowed, value in (("mode", MODES, self.mode), ("unit", UNITS, self.unit)):
+        for key, allowed, value in (("mode", MODES, self.mode),):
             if value not in allowed:
                 raise UserError(f"lottery.{key} must be one of {', '.join(allowed)}, got {value!r}")
         bad = [c for c in self.controls if c not in CONTROLS]

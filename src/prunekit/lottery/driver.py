@@ -228,7 +228,7 @@ class LotteryDriver:
                              "weight_density": s.get("weight_density", 1.0), "test_accuracy": s["test_accuracy"],
                              "params": s["params"], "macs": s["macs"], "train_time_s": s["train_time_s"],
                              "train_flops": s["train_flops"]})
-        out = {"mode": self.lottery.mode, "unit": self.lottery.unit, "rate": self.lottery.rate,
+        out = {"mode": self.lottery.mode, "unit": "weights", "rate": self.lottery.rate,
                "rewind_step": self.rewind_step, "levels": rows,
                "finished": len(rows) == 1 + self.lottery.levels * (1 + len(self.lottery.controls))}
         io.write_json(self.root / "lottery.json", out)

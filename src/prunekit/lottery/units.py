@@ -1,5 +1,6 @@
-"""What a lottery level prunes: weights (unstructured masks) or channels (see `channels.py`), one registry entry
-each, so the driver has no branch per unit."""
+"""What a lottery level prunes, one registry entry per unit so the driver has no branch per unit. Only "weights"
+(unstructured masks) exists; the structured variant (L1 filter norms over channel groups, a physically smaller
+ticket) would register "channels" and adjust the StartPoint in `prepare_start` (not built yet)."""
 
 from __future__ import annotations
 
@@ -45,4 +46,4 @@ class WeightPruner(LevelPruner):
 
 
 def build_pruner(lottery: LotteryConfig) -> LevelPruner:
-    return PRUNERS.get(lottery.unit)(lottery)
+    return PRUNERS.get("weights")(lottery)
