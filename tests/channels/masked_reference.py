@@ -23,8 +23,18 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from prunekit.channels import ChannelGroup, ChannelPlan
 
 
-def _channel_any(x: torch.Tensor) -> torch.Tensor:
-    return x.any(dim=[d for d in range(x.dim()) if d != 1]) if x.dim() > 1 else x
+def _channel_any(x: torch.Tensor, dim: int = 1) -> torch.Tensor:
+    dim = dim % x.dim() if x.dim() else 0
+    return x.any(dim=[d for d in range(x.dim()) if d != dim]) if x.dim() > 1 else x
+
+
+def _channel_dim(module: nn.Module) -> int:
+    """Linear and nn.LayerNorm read channels in the last dim; a LayerNorm subclass with its own forward (the zoo's
+    LayerNorm2d), convs and BNs in dim 1."""
+    if isinstance(module, nn.Linear) or (isinstance(module, nn.LayerNorm)
+                                         and type(module).forward is nn.LayerNorm.forward):
+        return -1
+    return 1
 
 
 def _is_dense(module: nn.Module) -> bool:
@@ -54,21 +64,25 @@ def taint(model: nn.Module, groups: list[ChannelGroup], plan: ChannelPlan,
     removed = _removed_index(groups, plan)
     found: dict[str, list[torch.Tensor]] = {}
     for name, module in probe.named_modules():
-        if not isinstance(module, (nn.Conv2d, nn.Linear, _BatchNorm)):
+        if not isinstance(module, (nn.Conv2d, nn.Linear, _BatchNorm, nn.LayerNorm)):
             continue
 
-        dense = _is_dense(module)
+        dense, dim = _is_dense(module) or isinstance(module, nn.LayerNorm), _channel_dim(module)
 
-        def before(_m, inputs, name=name, dense=dense):
+        def before(_m, inputs, name=name, dense=dense, dim=dim):
             (x,) = inputs
-            found[name] = [_channel_any(torch.isnan(x))]
+            found[name] = [_channel_any(torch.isnan(x), dim)]
             return (torch.nan_to_num(x, nan=0.0),) if dense else None
 
-        def after(_m, _inputs, output, name=name):
-            if name in removed and removed[name].numel():
-                output = output.clone()
-                output[:, removed[name]] = float("nan")
-            found[name].append(_channel_any(torch.isnan(output)))
+        def after(m, _inputs, output, name=name, dim=dim):
+            gone = removed.get(name)
+            if isinstance(m, nn.LayerNorm):  # a removed channel stays removed after the LayerNorm
+                gone = found[name][0].nonzero().flatten()
+            if gone is not None and gone.numel():
+                output = output.movedim(dim, 0).clone()
+                output[gone] = float("nan")
+                output = output.movedim(0, dim)
+            found[name].append(_channel_any(torch.isnan(output), dim))
             return output
 
         module.register_forward_pre_hook(before)
@@ -84,6 +98,17 @@ def install_masks(model: nn.Module, groups: list[ChannelGroup], plan: ChannelPla
     tainted = taint(model, groups, plan, probe_inputs)
     removed = _removed_index(groups, plan)
     for name, module in model.named_modules():
+        dim = _channel_dim(module)
+        if isinstance(module, nn.LayerNorm) and tainted[name][0].any():
+            kept = (~tainted[name][0]).nonzero().flatten()
+
+            def norm_hook(m, inputs, output, kept=kept, dim=dim):  # LayerNorm over the kept channels only
+                part = inputs[0].index_select(dim, kept).movedim(dim, -1)
+                y = nn.functional.layer_norm(part, (len(kept),), m.weight[kept], m.bias[kept], m.eps)
+                return torch.zeros_like(output).index_copy(dim % output.dim(), kept, y.movedim(-1, dim))
+
+            module.register_forward_hook(norm_hook)
+            continue
         if name in removed:
             mask = torch.ones(module.weight.shape[0], dtype=module.weight.dtype)
             mask[removed[name]] = 0.0
@@ -92,8 +117,10 @@ def install_masks(model: nn.Module, groups: list[ChannelGroup], plan: ChannelPla
         else:
             continue
 
-        def hook(_m, _inputs, output, mask=mask):
-            return output * mask.view([1, -1] + [1] * (output.dim() - 2))
+        def hook(_m, _inputs, output, mask=mask, dim=dim):
+            shape = [1] * output.dim()
+            shape[dim] = -1
+            return output * mask.view(shape)
 
         module.register_forward_hook(hook)
     return tainted

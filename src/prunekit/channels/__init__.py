@@ -6,6 +6,7 @@
     ... train subnet ...
     absorb(subnet, model, plan, groups)                    # write it back; removed channels keep their values
     macs_estimator(model, groups, x)(plan)                 # MACs per sample of that subnet, without building it
+    check_plan_matches(model, groups, plan, x)             # float64: subnet == masked supernet, else UserError
 """
 
 from prunekit.channels.compact import compact
@@ -15,6 +16,7 @@ from prunekit.channels.groups import (
     ChannelSlice,
     analyse_groups,
     channel_groups,
+    require_prunable,
     unsupported_layers,
 )
 from prunekit.channels.inspect import inspect_rows
@@ -28,6 +30,7 @@ from prunekit.channels.optimizer_state import (
 from prunekit.channels.persist import export_onnx, load_pruned_model, pruned_architecture, save_pruned_model
 from prunekit.channels.plan import ChannelPlan
 from prunekit.channels.surgery import absorb, kept_indices, materialize
+from prunekit.channels.verify import check_plan_matches
 
 __all__ = [
     "POLICIES",
@@ -38,6 +41,7 @@ __all__ = [
     "absorb_optimizer_state",
     "analyse_groups",
     "channel_groups",
+    "check_plan_matches",
     "compact",
     "export_onnx",
     "inspect_rows",
@@ -49,6 +53,7 @@ __all__ = [
     "optimizer_state_by_name",
     "plan_macs",
     "pruned_architecture",
+    "require_prunable",
     "save_pruned_model",
     "slice_optimizer_state",
     "unsupported_layers",
