@@ -42,6 +42,12 @@ def is_decision_epoch(t: int, t_prune: int, interval: int) -> bool:
     return 1 <= t <= t_prune and (t % interval == 0 or t == t_prune)
 
 
+def initial_keep_count(n: int, sparsity: float) -> int:
+    """Channels a group of `n` keeps in CHEX's initial prune at sparsity r = s - delta_0: int(C (1 - r)), as
+    CHEX's code computes it (floor, in float arithmetic), not REPrune's ceil((1 - s) n) used at decisions."""
+    return int(n * (1.0 - sparsity))
+
+
 def round_up(count: int, round_to: int, size: int) -> int:
     """`count` rounded up to a multiple of `round_to`, at most `size` (ChannelPlan.rounded's rule)."""
     return min(size, -(-count // round_to) * round_to)
@@ -167,7 +173,7 @@ class PruneRegrowMethod(Method):
         scores: dict[str, torch.Tensor] = {}
         for group in self.groups:
             filters = group_filters(ctx.supernet, group, None, ctx.groups)
-            n_keep = max(min(p.min_channels, group.size), keep_count(group.size, sparsity))
+            n_keep = max(min(p.min_channels, group.size), initial_keep_count(group.size, sparsity))
             keep[group.name] = l1_filter_select(filters, n_keep)
             scores[group.name] = l1_filter_norms(filters)
         plan = ChannelPlan(keep).rounded(self.groups, p.round_to, scores)
@@ -323,6 +329,7 @@ __all__ = [
     "GroupSelection",
     "PruneRegrowMethod",
     "PruneRegrowParams",
+    "initial_keep_count",
     "is_decision_epoch",
     "round_up",
 ]
