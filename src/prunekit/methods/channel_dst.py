@@ -74,6 +74,10 @@ class ChannelDST(DynamicSparseMethod):
     """RigL inside the kept channels; the emptiest channels leave through a channel plan."""
 
     name = "channel_dst"
+    summary = ('RigL inside the kept channels; the emptiest channels (lowest unmasked mean magnitude) '
+               'leave through a channel plan')
+    paper = ('after Yin et al., "Dynamic Sparsity Is Channel-Level Sparsity Learner", NeurIPS 2023 '
+             '(Chase); approximated')
     channel_policy = "internal"
     Params = ChannelDSTParams
     params: ChannelDSTParams

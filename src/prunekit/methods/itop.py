@@ -32,4 +32,7 @@ class ITOP(DynamicSparseMethod):
     """RigL/SET with the in-time over-parameterization schedule."""
 
     name = "itop"
+    summary = "RigL/SET growth with a large dT and no T_end; reports R_s, the fraction of weights ever active"
+    paper = ('Liu et al., "Do We Actually Need Dense Over-Parameterization? In-Time '
+             'Over-Parameterization in Sparse Training", ICML 2021')
     Params = ITOPParams

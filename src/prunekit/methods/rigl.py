@@ -16,4 +16,6 @@ class RigL(DynamicSparseMethod):
     """Magnitude drop, dense-gradient growth."""
 
     name = "rigl"
+    summary = "drop the smallest |w|, grow where the dense gradient is largest, every dT steps until T_end"
+    paper = ('Evci et al., "Rigging the Lottery: Making All Tickets Winners", ICML 2020')
     Params = DSTParams

@@ -30,4 +30,7 @@ class SET(DynamicSparseMethod):
     """Magnitude drop, random growth."""
 
     name = "set"
+    summary = "drop the smallest |w|, regrow as many connections at random (Sparse Evolutionary Training)"
+    paper = ('Mocanu et al., "Scalable training of artificial neural networks with adaptive sparse '
+             'connectivity inspired by network science", Nat. Commun. 2018')
     Params = SETParams

@@ -12,4 +12,6 @@ class StaticSparse(SparseMethod):
     """Random sparse masks (exact per-layer nonzero counts) that stay fixed for the whole run."""
 
     name = "static"
+    summary = "a random sparse mask (uniform / ER / ERK densities) that never changes"
+    paper = ('Evci et al., "Rigging the Lottery: Making All Tickets Winners", ICML 2020 (the Static baseline)')
     Params = SparseParams
