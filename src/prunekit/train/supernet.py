@@ -31,6 +31,7 @@ from prunekit.channels import (
     absorb,
     absorb_optimizer_state,
     channel_groups,
+    check_plan_matches,
     kept_indices,
     load_optimizer_state_by_name,
     materialize,
@@ -198,6 +199,9 @@ class SupernetState:
         the sliced state. Weights must already be absorbed (`sync`)."""
         before = {"macs_before": self.macs, "params_before": count_params(self.model)}
         plan.validate(self.groups)
+        if plan.keep != (self.plan.keep if self.plan is not None else None):
+            # float64, random weights on a copy: the subnet must compute what the masked supernet computes
+            check_plan_matches(self.supernet, self.groups, plan, self.example_inputs)
         state = optimizer_state_by_name(self.optimizer, self.model)
         if self.pruned:
             absorb_optimizer_state(state, self.bank_state, self.supernet, self.plan, self.groups)
