@@ -14,7 +14,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("prunekit report needs matplotlib: pip install 'prunekit[report]'") from exc
     from prunekit.report import write_report
 
-    out = write_report(args.dirs, args.out, write_plots=not args.no_plots)
+    out = write_report(args.dirs, args.html, write_plots=not args.no_plots)
     print(out.resolve())
     return 0
 
@@ -23,6 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="an HTML report (and PNG plots) of run and bench directories")
     p.add_argument("dirs", nargs="+", metavar="RUN_OR_BENCH_DIR",
                    help="run directories, bench directories, or directories holding run directories")
-    p.add_argument("--out", default="report.html", help="the HTML file to write (default report.html)")
+    # dest "html", not "out": the CLI checks every `args.out` as a directory, and this --out is a file.
+    p.add_argument("--out", dest="html", default="report.html", help="the HTML file to write (default report.html)")
     p.add_argument("--no-plots", action="store_true", help="do not write PNG files under each run's plots/")
     p.set_defaults(func=run)

@@ -73,7 +73,7 @@ def _bench_section(writer: _Writer, bench: Any, anchor: str) -> str:
 
     plots = bench.path / "plots"
     parts = [f'<section id="{anchor}"><h2>Bench {html.esc(bench.name)}</h2>',
-             f'<p>{html.esc(bench.bench.get("description", ""))} Seeds: '
+             f'<p>{html.esc(bench.bench.get("description", "").rstrip("."))}. Seeds: '
              f'{html.esc(", ".join(map(str, bench.bench.get("seeds", []))))}; reference: '
              f'{html.esc(bench.bench["reference"])}. Directory: {html.esc(bench.path)}</p>',
              html.markdown_table(markdown_table(bench.bench))]

@@ -2,7 +2,7 @@
 no browser download) and say what rendered: script errors, every image's size, the runs the summary table
 lists, and any request that tried to leave the file. Used by the report's test and for the README screenshot:
 
-    python -m prunekit.report.browser report.html shot.png [--selector '#bench-0'] [--width 1280]
+    python -m prunekit.report.browser report.html shot.png [--selector '#bench-0'] [--height 1400] [--width 1280]
 """
 
 from __future__ import annotations
@@ -45,10 +45,25 @@ SVGS_JS = """() => Array.from(document.querySelectorAll('svg')).map(s => ({
 RUNS_JS = """() => Array.from(document.querySelectorAll('#summary-table tr[data-run]')).map(r => r.dataset.run)"""
 
 
+def _screenshot(page: Any, path: str | Path, selector: str | None, width: int, clip_height: int | None) -> None:
+    """The whole page, or `clip_height` pixels of it from the top of `selector` (or of the page)."""
+    top = 0.0
+    if selector:
+        box = page.locator(selector).first.bounding_box()
+        top = box["y"] + page.evaluate("() => window.scrollY") if box else 0.0
+    if clip_height is None and not selector:
+        page.screenshot(path=str(path), full_page=True)
+        return
+    total = page.evaluate("() => document.documentElement.scrollHeight")
+    height = min(clip_height or total, total - top)
+    page.screenshot(path=str(path), full_page=True, clip={"x": 0, "y": top, "width": width, "height": height})
+
+
 def check_page(html_path: str | Path, screenshot: str | Path | None = None, *, selector: str | None = None,
-               width: int = 1280, height: int = 900, executable: str | None = None) -> PageCheck:
+               width: int = 1280, height: int = 900, clip_height: int | None = None,
+               executable: str | None = None) -> PageCheck:
     """Load the page, wait for every image, collect a PageCheck and optionally a PNG screenshot (the whole page,
-    or the element `selector`)."""
+    or `clip_height` pixels from the element `selector`)."""
     from playwright.sync_api import sync_playwright
 
     executable = executable or find_chromium()
@@ -78,8 +93,7 @@ def check_page(html_path: str | Path, screenshot: str | Path | None = None, *, s
             result.svgs = page.evaluate(SVGS_JS)
             result.run_names = page.evaluate(RUNS_JS)
             if screenshot is not None:
-                target = page.locator(selector) if selector else page
-                target.screenshot(path=str(screenshot), **({} if selector else {"full_page": True}))
+                _screenshot(page, screenshot, selector, width, clip_height)
         finally:
             browser.close()
     return result
@@ -89,10 +103,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="screenshot a prunekit report in headless Chromium")
     parser.add_argument("html")
     parser.add_argument("png")
-    parser.add_argument("--selector", help="CSS selector of the element to capture (default: the whole page)")
+    parser.add_argument("--selector", help="CSS selector of the element the capture starts at (default: the top)")
+    parser.add_argument("--height", type=int, help="pixels to capture (default: the rest of the page)")
     parser.add_argument("--width", type=int, default=1280)
     args = parser.parse_args(argv)
-    check = check_page(args.html, args.png, selector=args.selector, width=args.width)
+    check = check_page(args.html, args.png, selector=args.selector, width=args.width, clip_height=args.height)
     bad = [i for i in check.images if not i["natural_width"]]
     print(f"{args.png}: {len(check.images)} images ({len(bad)} broken), {len(check.errors)} script errors, "
           f"{len(check.run_names)} runs in the table")
