@@ -127,3 +127,14 @@ def test_regrown_channels_get_back_their_weights_and_momentum():
             assert torch.equal(now.index_select(axis, half_index), subnet)
     # and the subnet step really changed the kept rows' momentum
     assert not torch.equal(pruned["features.conv2.weight"][1], dense["features.conv2.weight"][1][:16])
+
+
+def test_a_channel_method_on_a_model_with_no_prunable_group_names_the_policy():
+    import pytest
+
+    from prunekit.errors import UserError
+
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3))  # its only channels are in/outputs
+    with pytest.raises(UserError, match="policy 'internal'.*policy: all.*prunekit inspect"):
+        SupernetState(model, torch.zeros(2, 12), "internal", make_optimizer=lambda m: torch.optim.SGD(
+            m.parameters(), lr=0.1))

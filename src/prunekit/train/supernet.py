@@ -36,6 +36,7 @@ from prunekit.channels import (
     load_optimizer_state_by_name,
     materialize,
     optimizer_state_by_name,
+    require_prunable,
     slice_optimizer_state,
 )
 from prunekit.channels.optimizer_state import OptimizerState
@@ -67,6 +68,8 @@ class SupernetState:
         self.prepare = prepare
         self.method = method
         self.groups = channel_groups(supernet, example_inputs, policy=policy) if policy is not None else None
+        if policy is not None:  # a channel method on a model with nothing it may prune: say why, name the policy
+            require_prunable(self.groups, policy, who=method.name if method is not None else "channel pruning")
         self.plan: ChannelPlan | None = None
         self.masks: WeightMasks | None = None  # full width (supernet coordinates)
         self.model_masks: WeightMasks | None = None  # of self.model, on its device
