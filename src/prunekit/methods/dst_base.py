@@ -134,8 +134,9 @@ class SparseMethod(Method):
     def on_train_start(self, ctx: TrainContext) -> Decision | None:
         self.ctx = ctx
         self.last_step = max(self.last_step, ctx.step)
-        self.dense_names = {n for n, s in self.target_sparsities(ctx.supernet if ctx.supernet is not None else ctx.model).items() if s == 0}
-        self.dense_macs = count_macs(ctx.supernet if ctx.supernet is not None else ctx.model, ctx.example_inputs)
+        full = ctx.supernet if ctx.supernet is not None else ctx.model
+        self.dense_names = {n for n, s in self.target_sparsities(full).items() if s == 0}
+        self.dense_macs = count_macs(full, ctx.example_inputs)
         if ctx.masks is not None and len(ctx.masks):  # resumed, or started from given masks
             if not self.ever_active:
                 self.ever_active = {n: m.cpu().clone() for n, m in ctx.masks.items()}
