@@ -86,3 +86,51 @@ def test_zero_picks_and_invalid_count():
     assert result.order == [] and result.covered == 0 and result.coverage_rate == 0.0
     with pytest.raises(ValueError):
         greedy_max_coverage(labels, 3, np.random.default_rng(0))
+
+
+def _greedy_before_csr(labels: np.ndarray, n_pick: int, rng: np.random.Generator) -> tuple[list[int], int, int]:
+    """The solver as it was before the CSR gain update (commit dd421e9), kept verbatim as the reference."""
+    n_items, n_channels = labels.shape
+    element = np.empty((n_items, n_channels), dtype=np.int64)
+    total = 0
+    for j in range(n_channels):
+        _, inverse = np.unique(labels[:, j], return_inverse=True)
+        element[:, j] = inverse.reshape(-1) + total
+        total += int(inverse.max()) + 1 if n_items else 0
+    covered = np.zeros(total, dtype=bool)
+    gain = np.full(n_items, n_channels, dtype=np.int64)
+    available = np.ones(n_items, dtype=bool)
+    order: list[int] = []
+    n_covered = 0
+    for _ in range(n_pick):
+        best = gain[available].max()
+        candidates = np.flatnonzero(available & (gain == best))
+        pick = int(candidates[rng.integers(len(candidates))])
+        order.append(pick)
+        available[pick] = False
+        fresh_channels = np.flatnonzero(~covered[element[pick]])
+        if fresh_channels.size:
+            fresh = element[pick, fresh_channels]
+            covered[fresh] = True
+            n_covered += fresh.size
+            gain -= (element[:, fresh_channels] == fresh).sum(axis=1)
+    return order, n_covered, total
+
+
+@pytest.mark.parametrize("n_labels", [1, 2, 3, 6, 40])
+def test_same_picks_and_rng_state_as_the_previous_solver_on_random_labels(n_labels):
+    # Few distinct labels make many equal gains, so the seeded tie-breaking is exercised at most steps.
+    data = np.random.default_rng(n_labels)
+    for trial in range(6):
+        n_items, n_channels = int(data.integers(1, 30)), int(data.integers(1, 25))
+        labels = data.integers(0, n_labels, size=(n_items, n_channels)) * 7 - 3
+        n_pick = int(data.integers(0, n_items + 1))
+        rng_new, rng_old = np.random.default_rng(trial), np.random.default_rng(trial)
+        result = greedy_max_coverage(labels, n_pick, rng_new)
+        assert (result.order, result.covered, result.total) == _greedy_before_csr(labels, n_pick, rng_old)
+        assert rng_new.integers(1 << 30) == rng_old.integers(1 << 30)  # same number of draws
+
+
+def test_no_channels_or_no_items():
+    assert greedy_max_coverage(np.zeros((4, 0), dtype=int), 2, np.random.default_rng(0)).total == 0
+    assert greedy_max_coverage(np.zeros((0, 3), dtype=int), 0, np.random.default_rng(0)).order == []

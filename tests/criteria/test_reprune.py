@@ -251,3 +251,54 @@ def test_count_forms_agree_with_the_sparsity_forms():
     with pytest.raises(ValueError, match="n_prune"):
         reprune_allocate(gammas, 29)
 
+
+
+def _keep_before_fast_path(weight: torch.Tensor, n_keep: int, seed: int, active: list[int]):
+    """Alg. 1 as computed before the fast path: public scipy linkage and fcluster per input channel, then the
+    solver (whose own equality with its previous version is tested in test_coverage.py)."""
+    from scipy.cluster.hierarchy import fcluster
+
+    from prunekit.criteria.coverage import greedy_max_coverage
+
+    w = weight.detach().to(torch.float64)[active]
+    kernels = w.reshape(len(active), w.shape[1], -1).permute(1, 0, 2).numpy()
+    dendrograms = [linkage(points, method="ward") for points in kernels]
+    height = max(float(z[len(active) - n_keep - 1, 2]) for z in dendrograms)
+    labels = np.stack([fcluster(z, t=height, criterion="distance") for z in dendrograms], axis=1)
+    coverage = greedy_max_coverage(labels, n_keep, np.random.default_rng(seed))
+    order = [active[i] for i in coverage.order]
+    return height, [int(c) for c in labels.max(axis=0)], coverage.coverage_rate, order
+
+
+@pytest.mark.parametrize("levels", [None, 3, 1])
+@pytest.mark.parametrize("kernel", [1, 3])
+def test_fast_path_selects_exactly_what_public_scipy_selects(levels, kernel):
+    # levels: weights quantised to a few values (many tied distances and tied merge heights; 1 = all equal,
+    # every filter identical) or None (continuous).
+    generator = torch.Generator().manual_seed(10 * kernel + (levels or 0))
+    for trial in range(4):
+        n_out, n_in = (int(torch.randint(3, 40, (1,), generator=generator)),
+                        int(torch.randint(1, 12, (1,), generator=generator)))
+        weight = torch.randn(n_out, n_in, kernel, kernel, generator=generator)
+        if levels is not None:
+            weight = torch.randint(0, levels, weight.shape, generator=generator).float() / 4
+        weight[:, 0] = 0.0  # a pruned input channel: one cluster
+        active = sorted(torch.randperm(n_out, generator=generator)[: max(2, n_out - trial)].tolist())
+        n_keep = int(torch.randint(1, len(active), (1,), generator=generator))
+        result = reprune_keep(weight, n_keep, seed=trial, active=active)
+        height, clusters, rate, order = _keep_before_fast_path(weight, n_keep, trial, active)
+        assert result.cut_height == height
+        assert result.clusters_per_channel == clusters
+        assert result.coverage_rate == rate
+        assert result.pick_order == order
+
+
+def test_fast_linkage_and_cut_are_bit_equal_to_the_public_scipy_functions():
+    from prunekit.criteria import reprune
+
+    data = np.random.default_rng(5)
+    for points in (data.normal(size=(50, 1)), data.normal(size=(30, 9)), data.integers(0, 3, (40, 1)) * 1.0):
+        z = reprune._ward_linkage(points)
+        assert np.array_equal(z, reprune._ward_linkage_public(points))
+        for height in (0.0, float(np.median(z[:, 2])), float(z[-1, 2])):
+            assert np.array_equal(reprune._cut_distance(z, height), reprune._cut_distance_public(z, height))

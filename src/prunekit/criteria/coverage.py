@@ -43,14 +43,8 @@ def greedy_max_coverage(labels: np.ndarray, n_pick: int, rng: np.random.Generato
     if not 0 <= n_pick <= n_items:
         raise ValueError(f"n_pick must be in [0, {n_items}], got {n_pick}")
 
-    # Renumber each column's labels to 0..m_j-1 and shift by a per-column offset, so one integer names one
-    # universe element (channel j, cluster c).
-    element = np.empty((n_items, n_channels), dtype=np.int64)
-    total = 0
-    for j in range(n_channels):
-        _, inverse = np.unique(labels[:, j], return_inverse=True)
-        element[:, j] = inverse.reshape(-1) + total
-        total += int(inverse.max()) + 1 if n_items else 0
+    element, total = _universe_elements(labels)
+    members, member_start = _element_members(element, total)
 
     covered = np.zeros(total, dtype=bool)
     # Marginal gain of every row; starts at n_channels (each row covers one fresh element per channel).
@@ -64,11 +58,44 @@ def greedy_max_coverage(labels: np.ndarray, n_pick: int, rng: np.random.Generato
         pick = int(candidates[rng.integers(len(candidates))])
         order.append(pick)
         available[pick] = False
-        fresh_channels = np.flatnonzero(~covered[element[pick]])
-        if fresh_channels.size:
-            fresh = element[pick, fresh_channels]
+        fresh = element[pick][~covered[element[pick]]]
+        if fresh.size:
             covered[fresh] = True
             n_covered += fresh.size
-            # Every row sharing a freshly covered element loses one unit of gain per shared element.
-            gain -= (element[:, fresh_channels] == fresh).sum(axis=1)
+            # Every row sharing a freshly covered element loses one unit of gain per shared element: gather
+            # the member rows of the fresh elements (CSR ranges) and count them.
+            gain -= np.bincount(members[_ranges(member_start[fresh], member_start[fresh + 1])], minlength=n_items)
     return CoverageResult(order=order, covered=n_covered, total=total)
+
+
+def _universe_elements(labels: np.ndarray) -> tuple[np.ndarray, int]:
+    """Renumber each column's labels to 0..m_j-1 (by sorted value, as np.unique) and shift by a per-column
+    offset, so one integer names one universe element (channel j, cluster c). Returns (element, total)."""
+    n_items, n_channels = labels.shape
+    if n_items == 0 or n_channels == 0:
+        return np.zeros((n_items, n_channels), dtype=np.int64), 0
+    order = np.argsort(labels, axis=0, kind="stable")
+    ranked = np.take_along_axis(labels, order, axis=0)
+    rank = np.zeros((n_items, n_channels), dtype=np.int64)
+    np.cumsum(ranked[1:] != ranked[:-1], axis=0, out=rank[1:])
+    sizes = rank[-1] + 1
+    offsets = np.concatenate(([0], np.cumsum(sizes)[:-1]))
+    element = np.empty((n_items, n_channels), dtype=np.int64)
+    np.put_along_axis(element, order, rank + offsets, axis=0)
+    return element, int(sizes.sum())
+
+
+def _element_members(element: np.ndarray, total: int) -> tuple[np.ndarray, np.ndarray]:
+    """CSR index of the rows holding each element: rows members[start[e]:start[e + 1]] contain element e."""
+    flat = element.reshape(-1)
+    members = np.argsort(flat, kind="stable") // max(element.shape[1], 1)
+    start = np.zeros(total + 1, dtype=np.int64)
+    np.cumsum(np.bincount(flat, minlength=total), out=start[1:])
+    return members, start
+
+
+def _ranges(starts: np.ndarray, stops: np.ndarray) -> np.ndarray:
+    """Concatenation of arange(a, b) for every (a, b) in zip(starts, stops), without a Python loop."""
+    lengths = stops - starts
+    shift = np.repeat(starts - np.concatenate(([0], np.cumsum(lengths)[:-1])), lengths)
+    return np.arange(int(lengths.sum())) + shift

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from scipy.cluster.hierarchy import fcluster, linkage
+from scipy.spatial.distance import pdist
 
 from prunekit.criteria.coverage import greedy_max_coverage
 from prunekit.criteria.magnitude import fully_pruned_keep
@@ -117,6 +118,41 @@ class SelectionResult:
     seconds: float
 
 
+def _ward_linkage_public(points: np.ndarray) -> np.ndarray:
+    return linkage(points, method="ward")
+
+
+def _cut_distance_public(z: np.ndarray, height: float) -> np.ndarray:
+    return fcluster(z, t=height, criterion="distance")
+
+
+try:
+    # The same compiled routines scipy's linkage(method="ward") and fcluster(criterion="distance") call, without
+    # their per-call validation and array-API dispatch, which cost about a third of a decision on ResNet-50's
+    # 2048-input layers (benchmarks/decision_speed.py). The inputs are checked here instead (finite float64
+    # kernels); tests/criteria/test_reprune.py checks bit-equality with the public functions. Falls back to
+    # the public functions if a SciPy release moves them.
+    from scipy.cluster import _hierarchy
+    from scipy.cluster.hierarchy import _LINKAGE_METHODS
+
+    _WARD = _LINKAGE_METHODS["ward"]
+
+    def _ward_linkage(points: np.ndarray) -> np.ndarray:
+        """scipy linkage(points, "ward"): nearest-neighbour chain on the condensed Euclidean distances."""
+        return _hierarchy.nn_chain(pdist(points), points.shape[0], _WARD)
+
+    def _cut_distance(z: np.ndarray, height: float) -> np.ndarray:
+        """scipy fcluster(z, height, criterion="distance"): merges at distance <= height applied."""
+        n = z.shape[0] + 1
+        labels = np.zeros(n, dtype="i")
+        _hierarchy.cluster_dist(np.ascontiguousarray(z, dtype=np.float64), labels, float(height), n)
+        return labels
+
+except (ImportError, AttributeError, KeyError):  # pragma: no cover - depends on the SciPy release
+    _ward_linkage = _ward_linkage_public
+    _cut_distance = _cut_distance_public
+
+
 def _kernel_sets(weight: torch.Tensor, active: list[int]) -> np.ndarray:
     """Array (in_channels, n_active, kh*kw): for every input channel, the kernels of the active filters."""
     w = weight.detach().to(device="cpu", dtype=torch.float64)[active]
@@ -166,9 +202,9 @@ def reprune_keep(weight: torch.Tensor, n_keep: int, seed: int = 0,
 
     n_merge = n_active - n_keep  # 1 <= n_merge <= n_active - 1 here, so n_active >= 2
     kernels = _kernel_sets(weight, active_list)
-    dendrograms = [linkage(points, method="ward") for points in kernels]
+    dendrograms = [_ward_linkage(points) for points in kernels]
     cut_height = max(float(z[n_merge - 1, 2]) for z in dendrograms)
-    labels = np.stack([fcluster(z, t=cut_height, criterion="distance") for z in dendrograms], axis=1)
+    labels = np.stack([_cut_distance(z, cut_height) for z in dendrograms], axis=1)
 
     rng = np.random.default_rng(seed)
     coverage = greedy_max_coverage(labels, n_keep, rng)
