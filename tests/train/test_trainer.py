@@ -193,3 +193,11 @@ def test_a_second_trainer_on_the_same_run_directory_is_refused(tmp_path):
     Trainer(quick_config(**{"train.epochs": 1}), tmp_path / "run", quiet=True).fit()
     with rundir.lock_run_dir(tmp_path / "run"), pytest.raises(UserError, match="lock|another|process"):
         Trainer.resume(tmp_path / "run", quiet=True).fit()
+
+
+def test_a_sparse_method_reports_its_training_flops_beside_the_dense_count(tmp_path):
+    _, summary, _ = one_epoch(tmp_path, **{"method.name": "rigl", "method.params.sparsity": 0.8,
+                                           "method.params.update_every": 2})
+    assert 0.0 < summary["sparse_train_flops_ratio"] < 1.0
+    assert summary["sparse_train_flops"] == round(summary["sparse_train_flops_ratio"] * summary["train_flops"])
+    assert summary["weight_density"] == pytest.approx(0.2, abs=0.01)

@@ -141,6 +141,11 @@ class Method:
         their current values, pruned ones their most recently used values."""
         return None
 
+    def train_flops_ratio(self) -> float | None:
+        """The fraction of the trained architecture's (dense) training FLOPs the method's sparsity needs, by its
+        own cost model (RigL's, for dynamic sparse training); None when it computes densely."""
+        return None
+
     def method_parameters(self) -> dict[str, nn.Parameter]:
         """Trainable tensors the method owns (supermask scores, JST architecture parameters), by name; created in
         `on_train_start` at the latest. Checkpointed with their optimizer's state and restored exactly."""

@@ -150,7 +150,7 @@ class TrainingLoop:
         if not 0 <= start_step <= stop <= self.total_steps:
             raise ValueError(f"steps must satisfy 0 <= start ({start_step}) <= stop ({stop}) <= "
                              f"{self.total_steps}")
-        self.step = start_step
+        self.step = self.ctx.step = start_step
         while self.step < stop:
             epoch, in_epoch = divmod(self.step, self.steps_per_epoch)
             self._run_epoch(epoch, in_epoch, stop, tally if self.step == start_step else None)

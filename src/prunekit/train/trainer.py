@@ -543,6 +543,10 @@ class Trainer(LoopHooks):
         }
         if s.masks is not None:
             summary["weight_density"] = s.masks.density()
+        ratio = self.method.train_flops_ratio()
+        if ratio is not None:  # the ledger counts the architecture's dense FLOPs; the method knows its sparsity
+            summary["sparse_train_flops_ratio"] = ratio
+            summary["sparse_train_flops"] = int(round(ratio * summary["train_flops"]))
         if self.dist is not None:
             summary["processes"] = self.dist.world
             summary["replicas_identical"] = identical
