@@ -36,7 +36,8 @@ class SupermaskParams:
     score_momentum: float = param(0.9, "SGD momentum of the scores")
     weights: Literal["init", "signed_constant"] = param("init", "effective weights: the initial values, or "
                                                                 "sign(W_init) * std of the layer's W_init")
-    exclude: list[str] = param(help="layers (fnmatch patterns) left unmasked and frozen-free", factory=list)
+    exclude: list[str] = param(help="layers (fnmatch patterns of parameter or module names) left unmasked and "
+                                    "trainable", factory=list)
 
     def __post_init__(self) -> None:
         from prunekit.errors import UserError
@@ -61,6 +62,8 @@ class LearnedSupermask(Method):
     """Weights frozen at init, scores trained with a Bernoulli sample and a straight-through estimator."""
 
     name = "supermask"
+    summary = "learned supermask: weights frozen at init, one score per weight trained (Bernoulli + STE)"
+    paper = "Zhou, Lan, Liu & Yosinski, Deconstructing Lottery Tickets, NeurIPS 2019 (Sec. 5)"
     Params = SupermaskParams
 
     def __init__(self, params: SupermaskParams | None = None) -> None:
