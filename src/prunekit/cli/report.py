@@ -9,10 +9,9 @@ from prunekit.errors import UserError
 
 def run(args: argparse.Namespace) -> int:
     try:
-        import matplotlib  # noqa: F401
+        from prunekit.report import write_report
     except ImportError as exc:
-        raise UserError("prunekit report needs matplotlib: pip install 'prunekit[report]'") from exc
-    from prunekit.report import write_report
+        raise UserError(str(exc)) from exc
 
     out = write_report(args.dirs, args.html, write_plots=not args.no_plots)
     print(out.resolve())

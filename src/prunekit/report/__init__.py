@@ -15,6 +15,11 @@ from typing import Any
 
 from prunekit import io
 
+try:  # the figures need matplotlib (the `report` extra); fail at import, where callers check for it
+    import matplotlib  # noqa: F401
+except ImportError as exc:
+    raise ImportError("prunekit.report needs matplotlib: pip install -c constraints.txt 'prunekit[report]'") from exc
+
 
 def _name(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
