@@ -12,11 +12,13 @@ made and timed. Each trial then starts the same preset in a fresh run directory 
   * "checkpoint" trials as soon as the k-th checkpoint directory appears (k random), i.e. while that checkpoint
     is being written, polling every 2 ms.
 
-The killed run is then resumed with `prunekit train --resume RUN` (repeatedly if a resume is itself cut short,
-which this script never does). Outcomes: `identical` (every tensor of model/model.safetensors bitwise equal,
-same pruned.json, same test accuracy), `different`, `resume failed` (with prunekit's one-line message, e.g. a run
-killed before its first checkpoint: a dead end), or `not interrupted` (the run finished before the kill; not
-counted). The figure is identical / counted trials.
+The killed run is then resumed with `prunekit train --resume RUN`; when there is no checkpoint to resume from,
+the original command is run again into the same directory (what a user would do next). Outcomes: `identical`
+(every tensor of model/model.safetensors bitwise equal, same pruned.json, same test accuracy), `different`,
+`resume failed` (a checkpoint existed but the resume failed), `dead end` (no checkpoint, and the directory is
+refused by both --resume and a new run), or `not interrupted` (the run finished before the kill; not counted).
+The figure is identical / counted trials. All runs use a copy of src/prunekit taken at start (the commit and the
+number of uncommitted files in it are recorded), so edits to the working tree during the soak do not mix in.
 """
 
 from __future__ import annotations
@@ -38,8 +40,24 @@ PRESETS = {"dense": "configs/quickstart.yaml", "reprune": "configs/quickstart-re
            "chex": "configs/quickstart-chex.yaml"}
 
 
+SNAPSHOT: list[Path] = []  # src/ copied once at start: every run of the soak uses the same code
+
+
+def snapshot_source(work: Path) -> dict[str, Any]:
+    """Copy src/prunekit into `work` (the working tree may change while the soak runs) and say which code it is."""
+    target = work / "snapshot"
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(REPO / "src" / "prunekit", target / "prunekit", ignore=shutil.ignore_patterns("__pycache__"))
+    SNAPSHOT.append(target)
+    git = ["git", "-C", str(REPO)]
+    head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run([*git, "status", "--porcelain", "src/prunekit"], capture_output=True, text=True).stdout
+    return {"commit": head, "uncommitted_src_files": len(dirty.splitlines())}
+
+
 def env() -> dict[str, str]:
-    return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
+    extra = {"PYTHONPATH": str(SNAPSHOT[0])} if SNAPSHOT else {}
+    return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONHASHSEED": "0", **extra}
 
 
 def train_command(preset: str, out: Path, overrides: list[str]) -> list[str]:
@@ -141,9 +159,17 @@ def trial(index: int, method: str, mode: str, rng: random.Random, refs: dict[str
         record["outcome"] = "not interrupted"
         return record
     proc = subprocess.run(resume_command(run), capture_output=True, text=True, env=env())
+    if proc.returncode != 0 and not (run / "checkpoints" / "latest.json").is_file():
+        # nothing to resume from: what a user does next is run the same command again
+        lines = proc.stderr.strip().splitlines()
+        record["resume_refused"] = lines[-1] if lines else f"exit {proc.returncode}"
+        proc = subprocess.run(train_command(PRESETS[method], run, overrides), capture_output=True, text=True,
+                              env=env())
+        record["restarted"] = True
     if proc.returncode != 0:
         lines = proc.stderr.strip().splitlines()
-        record.update(outcome="resume failed", detail=lines[-1] if lines else f"exit {proc.returncode}",
+        outcome = "dead end" if record.get("restarted") else "resume failed"
+        record.update(outcome=outcome, detail=lines[-1] if lines else f"exit {proc.returncode}",
                       one_line=len(lines) == 1)
         return record
     record["outcome"], record["detail"] = compare(ref_dir, run)
@@ -162,6 +188,7 @@ def main() -> int:
     args = parser.parse_args()
     methods = args.methods.split(",")
     args.work.mkdir(parents=True, exist_ok=True)
+    code = snapshot_source(args.work)
     refs = {}
     for method in methods:
         out = args.work / f"reference-{method}"
@@ -183,7 +210,7 @@ def main() -> int:
     summary = {"identical": identical, "counted": len(counted), "trials": len(records),
                "by_outcome": {o: sum(r["outcome"] == o for r in records) for o in outcomes},
                "reference_cpu_s": {m: round(refs[m][1], 1) for m in methods}, "seed": args.seed,
-               "overrides": args.set, "date": time.strftime("%Y-%m-%d"), "host_cpus": os.cpu_count()}
+               "overrides": args.set, "date": time.strftime("%Y-%m-%d"), "host_cpus": os.cpu_count(), **code}
     print(json.dumps(summary, sort_keys=True))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -257,7 +257,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     key, raw = text.split("=", 1)
     if not key.strip():
         raise UserError(f"--set expects key=value, got {text!r}")
-    value = loads_yaml(raw, f"--set {key.strip()[:100]}") if raw.strip() else ""
+    value = loads_yaml(raw, f"--set {key.strip()[:100]!r}") if raw.strip() else ""
     return key.strip().split("."), value
 
 
@@ -268,7 +268,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
         for part in path[:-1]:
             child = node.setdefault(part, {})
             if not isinstance(child, dict):
-                raise UserError(f"--set {text}: {part!r} is not a section")
+                raise UserError(f"--set {text!r}: {part!r} is not a section")
             node = child
         node[path[-1]] = value
     return raw

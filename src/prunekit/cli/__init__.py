@@ -50,6 +50,11 @@ def check_paths(args: argparse.Namespace) -> None:
         check_output_dir(args.out, "--out")
 
 
+def one_line(text: str) -> str:
+    """`text` on one line whatever it quotes (a file name or --set key with a newline in it)."""
+    return text.replace("\r", "\\r").replace("\n", "\\n")
+
+
 def environment_error(exc: OSError | MemoryError) -> str:
     """One line for a failure of the machine rather than of prunekit: a full or read-only disk, a path that is
     not what it should be, no memory."""
@@ -67,12 +72,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_paths(args)
         return func(args)
     except UserError as exc:
-        print(f"prunekit: error: {exc}", file=sys.stderr)
+        print(f"prunekit: error: {one_line(str(exc))}", file=sys.stderr)
         return 2
     except (OSError, MemoryError) as exc:  # environment failures: one line, exit 2, like a user mistake
         if os.environ.get("PRUNEKIT_TRACEBACK"):  # for debugging prunekit itself
             raise
-        print(f"prunekit: error: {environment_error(exc)}", file=sys.stderr)
+        print(f"prunekit: error: {one_line(environment_error(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("prunekit: interrupted; resume with `prunekit train --resume RUN_DIR`", file=sys.stderr)
