@@ -302,3 +302,16 @@ def test_fast_linkage_and_cut_are_bit_equal_to_the_public_scipy_functions():
         assert np.array_equal(z, reprune._ward_linkage_public(points))
         for height in (0.0, float(np.median(z[:, 2])), float(z[-1, 2])):
             assert np.array_equal(reprune._cut_distance(z, height), reprune._cut_distance_public(z, height))
+
+
+def test_scalar_kernel_distances_are_bit_equal_to_pdist():
+    from scipy.spatial.distance import pdist
+
+    from prunekit.criteria.reprune import _condensed_distances
+
+    data = np.random.default_rng(6)
+    for scale in (1e-160, 1e-30, 1e-3, 1.0, 1e4, 1e160):
+        for points in (data.normal(size=(60, 1)) * scale, data.integers(-2, 3, (30, 1)) * scale, np.ones((5, 1))):
+            assert np.array_equal(_condensed_distances(points), pdist(points))
+    points = data.normal(size=(20, 9))
+    assert np.array_equal(_condensed_distances(points), pdist(points))

@@ -7,6 +7,7 @@ Reconstruction notes and edge cases are in research/reprune_chex.md sections 1-2
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Sequence
@@ -139,7 +140,7 @@ try:
 
     def _ward_linkage(points: np.ndarray) -> np.ndarray:
         """scipy linkage(points, "ward"): nearest-neighbour chain on the condensed Euclidean distances."""
-        return _hierarchy.nn_chain(pdist(points), points.shape[0], _WARD)
+        return _hierarchy.nn_chain(_condensed_distances(points), points.shape[0], _WARD)
 
     def _cut_distance(z: np.ndarray, height: float) -> np.ndarray:
         """scipy fcluster(z, height, criterion="distance"): merges at distance <= height applied."""
@@ -151,6 +152,33 @@ try:
 except (ImportError, AttributeError, KeyError):  # pragma: no cover - depends on the SciPy release
     _ward_linkage = _ward_linkage_public
     _cut_distance = _cut_distance_public
+
+
+# Below this the square of a difference is subnormal (and above the square root of the largest double it
+# overflows), so sqrt(d * d) may differ from |d|.
+_SQUARE_EXACT = (1.5e-154, 1e153)
+
+
+@functools.lru_cache(maxsize=4)
+def _pairs(n: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.triu_indices(n, 1)
+
+
+def _condensed_distances(points: np.ndarray) -> np.ndarray:
+    """pdist(points) (Euclidean, condensed), bit for bit. For scalar kernels (1x1 convs) |x_i - x_j| directly:
+    pdist computes sqrt((x_i - x_j)^2), and in binary floating point with round-to-nearest sqrt(RN(d * d)) = |d|
+    exactly unless d * d under- or overflows, where pdist is used instead. About 2x cheaper than pdist's
+    per-call overhead plus square root on 512 points."""
+    if points.shape[1] != 1:
+        return pdist(points)
+    x = points[:, 0]
+    first, second = _pairs(points.shape[0])
+    distances = np.abs(x[first] - x[second])
+    if distances.size:
+        smallest = np.min(distances, where=distances > 0, initial=np.inf)
+        if smallest < _SQUARE_EXACT[0] or distances.max() > _SQUARE_EXACT[1]:
+            return pdist(points)
+    return distances
 
 
 def _kernel_sets(weight: torch.Tensor, active: list[int]) -> np.ndarray:
