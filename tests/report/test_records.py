@@ -1,5 +1,6 @@
 """The metrics.jsonl schema: docs/RECORDS.md shows exactly the schema in prunekit.report.records, real Trainer
-output and the committed benchmark runs match it, and the validator catches what it should."""
+output (dense, a one-shot cut, PruneTrain's events, RigL's mask updates) and the committed benchmark runs match
+it, and the validator catches what it should."""
 
 import re
 from pathlib import Path
@@ -49,15 +50,18 @@ def quick(method_sets):
      "method.params.min_channels=1"],
     ["method.name=prunetrain", "method.params.penalty_ratio=0.5", "method.params.interval=1",
      "method.params.min_channels=1"],
-], ids=["dense", "l1_filter", "prunetrain"])
+    ["method.name=rigl", "method.params.sparsity=0.8", "method.params.update_every=3"],
+], ids=["dense", "l1_filter", "prunetrain", "rigl"])
 def test_real_trainer_records_match_the_schema(tmp_path, method_sets):
     Trainer(quick(method_sets), tmp_path / "run", quiet=True).fit()
     records = io.read_jsonl(tmp_path / "run" / "metrics.jsonl")
     assert [r["epoch"] for r in records if r["kind"] == "epoch"] == [0, 1, 2]
     for record in records:
         assert validate_record(record) == [], record
-    if method_sets and method_sets[0] == "method.name=l1_filter":
-        assert any(r["kind"] == "decision" and "kept" in r for r in records)
+    expected = {"method.name=l1_filter": "decision", "method.name=prunetrain": "prunetrain_calibration",
+                "method.name=rigl": "update"}.get(method_sets[0] if method_sets else "")
+    if expected:
+        assert any(r["kind"] == expected for r in records), expected
 
 
 def test_committed_benchmark_runs_match_the_schema():

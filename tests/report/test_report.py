@@ -67,3 +67,29 @@ def test_cli_writes_the_report_and_prints_its_path(tmp_path, capsys):
     make_run(tmp_path / "solo")
     assert main(["report", str(tmp_path / "solo"), "--out", str(tmp_path / "r.html")]) == 0
     assert capsys.readouterr().out.strip() == str((tmp_path / "r.html").resolve())
+
+
+def test_driver_summaries_are_read_as_their_records(tmp_path):
+    """lottery.json (prunekit lottery) and lmc.json (prunekit lmc), in the form those drivers write them."""
+    from prunekit import io
+    from prunekit.report.load import load_run
+
+    lot = tmp_path / "lot"
+    io.write_json(lot / "lottery.json", {"mode": "reset", "rate": 0.2, "levels": [
+        {"level": 0, "run": "level_00", "kind": "ticket", "weight_density": 1.0, "test_accuracy": 0.84,
+         "params": 10, "macs": 20, "train_time_s": 1.5, "train_flops": 100},
+        {"level": 1, "run": "level_01_reinit", "kind": "reinit", "weight_density": 0.8, "test_accuracy": 0.83,
+         "params": 10, "macs": 20, "train_time_s": 1.4, "train_flops": 90}]})
+    io.write_json(lot / "lmc.json", {"alphas": [0.0, 0.5, 1.0], "start_step": 3,
+                                     "errors": {"test": [0.1, 0.3, 0.1], "train": [0.0, 0.2, 0.0]},
+                                     "barrier": {"test": 0.2, "train": 0.2}})
+    run = load_run(lot)
+    assert run.kind("level") == [
+        {"kind": "level", "level": 0, "density": 1.0, "test_accuracy": 0.84, "run_dir": "level_00", "mode": "reset",
+         "train_flops": 100, "train_time_s": 1.5},
+        {"kind": "level", "level": 1, "density": 0.8, "test_accuracy": 0.83, "run_dir": "level_01_reinit",
+         "mode": "reinit", "train_flops": 90, "train_time_s": 1.4}]
+    assert run.kind("lmc") == [{"kind": "lmc", "alphas": [0.0, 0.5, 1.0], "test_error": [0.1, 0.3, 0.1],
+                                "step": 3, "train_error": [0.0, 0.2, 0.0], "barrier_test": 0.2, "barrier_train": 0.2}]
+    text = write_report([lot], tmp_path / "r.html", write_plots=False).read_text()
+    assert "lot (driver)" in text and "Lottery-ticket levels" in text and "Linear mode connectivity" in text

@@ -80,7 +80,7 @@ def summary_table(runs: list[Any]) -> str:
         seed = run.seed if run.seed is not None else (run.config or {}).get("train", {}).get("seed", "-")
         method = s.get("method") or (run.config or {}).get("method", {}).get("name", "-")
         cells = "".join(_cell(_fmt(s.get(key), kind)) for _, key, kind in SUMMARY_COLUMNS)
-        status = "" if run.summary else " (unfinished)"
+        status = "" if run.summary else (" (driver)" if run.kind("level") or run.kind("lmc") else " (unfinished)")
         rows.append(f'<tr data-run="{esc(run.name)}"><td>{esc(run.name)}{status}</td><td>{esc(method)}</td>'
                     f"{_cell(str(seed))}{cells}</tr>")
     return f'<table id="summary-table">{head}{"".join(rows)}</table>'

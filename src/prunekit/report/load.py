@@ -44,8 +44,50 @@ class BenchData:
         return [(label, [r for r in self.runs if r.label == label]) for label in order]
 
 
+def lottery_levels(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """lottery.json (prunekit lottery) as `level` records: the tickets under the driver's mode, each control
+    (reinit, random_prune) under its own name."""
+    return [{"kind": "level", "level": row["level"], "density": row["weight_density"],
+             "test_accuracy": row["test_accuracy"], "run_dir": row["run"],
+             "mode": data.get("mode", "ticket") if row.get("kind", "ticket") == "ticket" else row["kind"],
+             **{k: row[k] for k in ("train_flops", "train_time_s") if k in row}}
+            for row in data.get("levels", [])]
+
+
+def lmc_path(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """lmc.json (prunekit lmc) as one `lmc` record."""
+    errors, barrier = data.get("errors", {}), data.get("barrier", {})
+    record = {"kind": "lmc", "alphas": data["alphas"], "test_error": errors["test"], "step": data["start_step"]}
+    record.update({k: v for k, v in (("train_error", errors.get("train")), ("barrier_test", barrier.get("test")),
+                                     ("barrier_train", barrier.get("train"))) if v is not None})
+    return [record]
+
+
+# Drivers that summarise many runs in their own JSON file: read as the records docs/RECORDS.md defines.
+DRIVER_FILES: dict[str, Any] = {"lottery.json": lottery_levels, "lmc.json": lmc_path}
+
+
 def is_run_dir(path: Path) -> bool:
-    return (path / "metrics.jsonl").is_file() or (path / "summary.json").is_file()
+    return any((path / name).is_file() for name in ("metrics.jsonl", "summary.json", *DRIVER_FILES))
+
+
+def driver_records(path: Path) -> list[dict[str, Any]]:
+    records = []
+    for name, convert in DRIVER_FILES.items():
+        if (path / name).is_file():
+            data = io.read_json(path / name)
+            try:
+                records += convert(data)
+            except (KeyError, TypeError) as exc:
+                print(f"prunekit report: {path / name}: not in the expected form ({exc!r}); left out", file=sys.stderr)
+    kept = []
+    for record in records:
+        problems = validate_record(record)
+        if problems:
+            print(f"prunekit report: {path}: {problems[0]}; left out", file=sys.stderr)
+        else:
+            kept.append(record)
+    return kept
 
 
 def read_records(path: Path) -> list[dict[str, Any]]:
@@ -74,7 +116,8 @@ def read_records(path: Path) -> list[dict[str, Any]]:
 def load_run(path: Path, name: str | None = None) -> RunData:
     config = read_yaml(path / "config.yaml") if (path / "config.yaml").is_file() else None
     summary = io.read_json(path / "summary.json") if (path / "summary.json").is_file() else None
-    return RunData(path, name or path.name, config, summary, read_records(path / "metrics.jsonl"))
+    records = read_records(path / "metrics.jsonl") + driver_records(path)
+    return RunData(path, name or path.name, config, summary, records)
 
 
 def load_bench(path: Path) -> BenchData:

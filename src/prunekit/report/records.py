@@ -1,9 +1,9 @@
 """The record kinds of a run's metrics.jsonl, as a checkable schema. docs/RECORDS.md is the same schema for
 people; tests/report/test_records.py keeps the two equal and validates real Trainer output against this one.
 
-Kinds marked "proposed" are not written by any code yet: they are what the report plots for lottery levels,
-federated rounds, dynamic-sparse updates and linear-mode-connectivity paths, so the drivers that will write them
-have one definition to follow.
+Kinds marked "proposed" are not written to metrics.jsonl by any code yet: `level` and `lmc` are what the report
+plots for lottery levels and linear-mode-connectivity paths; today's drivers keep them in lottery.json and
+lmc.json, which `prunekit.report.load` reads as these records.
 """
 
 from __future__ import annotations
@@ -111,7 +111,8 @@ KINDS: dict[str, Kind] = {k.name: k for k in [
         F("removed", "map[str,int]", "channels removed per group (empty)"),
         O("select_seconds", "number", "seconds of the sparsity scan (runs before 2026-11-21 lack it)"),
     )),
-    Kind("level", "proposed", "lottery-ticket driver (IMP), one per finished level in RUN/metrics.jsonl", True, (
+    Kind("level", "proposed", "a lottery-ticket driver, one per finished level (prunekit lottery writes lottery.json, "
+         "read as these)", True, (
         F("level", "int", "0 = the dense run"),
         F("density", "number", "fraction of the prunable weights remaining, 0..1"),
         F("test_accuracy", "number", "test accuracy at the end of the level's training"),
@@ -120,7 +121,7 @@ KINDS: dict[str, Kind] = {k.name: k for k in [
         O("train_flops", "int", "training FLOPs of the level"),
         O("train_time_s", "number", "training time of the level"),
     )),
-    Kind("round", "proposed", "federated server, one per round", True, (
+    Kind("round", "written", "federated server (prunekit federate), one per round; more fields allowed", True, (
         F("round", "int", "1-based round number"),
         F("test_accuracy", "number", "global model on the global test split after aggregation"),
         O("test_loss", "number", "its mean cross-entropy"),
@@ -129,7 +130,7 @@ KINDS: dict[str, Kind] = {k.name: k for k in [
         O("clients", "int", "clients whose reply was aggregated"),
         O("density", "number", "global mask density after aggregation"),
     )),
-    Kind("update", "proposed", "dynamic sparse training, one per mask update", True, (
+    Kind("update", "written", "dynamic sparse training methods (set, rigl, itop, ...), one per mask update", True, (
         F("step", "int", "global step of the update"),
         F("density", "number", "overall density of the masked weights after the update"),
         O("epoch", "int", "epoch index"),
@@ -138,7 +139,8 @@ KINDS: dict[str, Kind] = {k.name: k for k in [
         O("itop_rate", "number", "R_s: fraction of the weights ever active so far"),
         O("layer_density", "map[str,number]", "density per masked tensor"),
     )),
-    Kind("lmc", "proposed", "linear mode connectivity, one per evaluated path", True, (
+    Kind("lmc", "proposed", "linear mode connectivity, one per evaluated path (prunekit lmc writes lmc.json, read as "
+         "this)", True, (
         F("alphas", "list[number]", "interpolation points in [0, 1]"),
         F("test_error", "list[number]", "test error (1 - accuracy) at each point"),
         O("train_error", "list[number]", "train error at each point"),
