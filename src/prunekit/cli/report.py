@@ -23,6 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("dirs", nargs="+", metavar="RUN_OR_BENCH_DIR",
                    help="run directories, bench directories, or directories holding run directories")
     # dest "html", not "out": the CLI checks every `args.out` as a directory, and this --out is a file.
-    p.add_argument("--out", dest="html", default="report.html", help="the HTML file to write (default report.html)")
+    p.add_argument("--out", dest="html", metavar="FILE", default="report.html",
+                   help="the HTML file to write (default report.html)")
     p.add_argument("--no-plots", action="store_true", help="do not write PNG files under each run's plots/")
     p.set_defaults(func=run)
