@@ -51,7 +51,9 @@ def quick(method_sets):
     ["method.name=prunetrain", "method.params.penalty_ratio=0.5", "method.params.interval=1",
      "method.params.min_channels=1"],
     ["method.name=rigl", "method.params.sparsity=0.8", "method.params.update_every=3"],
-], ids=["dense", "l1_filter", "prunetrain", "rigl"])
+    ["method.name=jst", "method.params.coarse_epochs=1", "method.params.samples=2", "method.params.sample_epochs=0.5",
+     "data.val_fraction=0.25"],
+], ids=["dense", "l1_filter", "prunetrain", "rigl", "jst"])
 def test_real_trainer_records_match_the_schema(tmp_path, method_sets):
     Trainer(quick(method_sets), tmp_path / "run", quiet=True).fit()
     records = io.read_jsonl(tmp_path / "run" / "metrics.jsonl")
@@ -59,7 +61,7 @@ def test_real_trainer_records_match_the_schema(tmp_path, method_sets):
     for record in records:
         assert validate_record(record) == [], record
     expected = {"method.name=l1_filter": "decision", "method.name=prunetrain": "prunetrain_calibration",
-                "method.name=rigl": "update"}.get(method_sets[0] if method_sets else "")
+                "method.name=rigl": "update", "method.name=jst": "jst_sample"}.get(method_sets[0] if method_sets else "")
     if expected:
         assert any(r["kind"] == expected for r in records), expected
 

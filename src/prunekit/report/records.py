@@ -139,6 +139,19 @@ KINDS: dict[str, Kind] = {k.name: k for k in [
         O("itop_rate", "number", "R_s: fraction of the weights ever active so far"),
         O("layer_density", "map[str,number]", "density per masked tensor"),
     )),
+    Kind("jst_sample", "written", "Joint Search-and-Training (jst), one per sampled sub-network of the search", True, (
+        F("step", "int", "global step at which the sample's training ended"),
+        F("epoch", "int", "epoch index"),
+        F("sample", "int", "0-based index of the sample"),
+        F("reward", "number", "R = -(validation loss + gamma x size), Eq. 3"),
+        F("val_loss", "number", "validation loss of the sub-network"),
+        F("val_accuracy", "number", "validation accuracy of the sub-network, 0..1"),
+        F("macs_ratio", "number", "the sub-network's MACs over the dense network's"),
+        F("thresholds", "list[number]", "per-layer thresholds ThresNet chose"),
+        F("kept", "map[str,int]", "channels kept per group"),
+        O("baseline", "any", "REINFORCE baseline (running mean of rewards; null before the first)"),
+        O("policy_loss", "any", "ThresNet's policy loss when it was updated after this sample, else null"),
+    )),
     Kind("lmc", "proposed", "linear mode connectivity, one per evaluated path (prunekit lmc writes lmc.json, read as "
          "this)", True, (
         F("alphas", "list[number]", "interpolation points in [0, 1]"),
