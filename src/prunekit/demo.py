@@ -67,13 +67,14 @@ def main() -> int:
 
 def write_demo_report(root: Path, presets: list[str]) -> None:
     """runs/demo/report.html: every demo run's curves, widths and summary in one self-contained page."""
+    out = root / "report.html"
     try:
         from prunekit.report import write_report
+
+        write_report([root / preset for preset in presets], out)
     except ImportError as exc:  # matplotlib is an optional extra
         print(f"(no report: {exc}; pip install 'prunekit[report]')")
         return
-    out = root / "report.html"
-    write_report([root / preset for preset in presets], out)
     print(f"report: {out}")
 
 
