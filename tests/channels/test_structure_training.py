@@ -14,15 +14,21 @@ from collections.abc import Callable
 
 import pytest
 import torch
+import zoo
 from masked_reference import MaskedTrainer, install_masks
 from torch import nn
-from zoo import INPUT_SHAPE, build, build_structure, conv_bn
+from zoo import INPUT_SHAPE, build, build_structure
 
+import prunekit
+from prunekit import io
 from prunekit.channels import ChannelPlan, plan_macs
+from prunekit.config import load_config
 from prunekit.errors import UserError
 from prunekit.measure import count_macs
 from prunekit.methods.base import Decision
+from prunekit.train.loop import evaluate
 from prunekit.train.supernet import SupernetState
+from prunekit.train.trainer import Trainer
 
 STEPS = 3
 LR, MOMENTUM = 0.05, 0.9
@@ -115,19 +121,6 @@ def test_decision_then_training_equals_masked_frozen_reference(name: str) -> Non
     assert max_difference(state.model, make().eval(), probe) > 1e-3
 
 
-class MixOnly(nn.Module):
-    """conv-BN-ReLU, a channel-mixing op, a classifier: the conv's group is the only one and it is blocked."""
-
-    def __init__(self, mix: Callable[[torch.Tensor], torch.Tensor]) -> None:
-        super().__init__()
-        self.conv1, self.bn1 = conv_bn(3, 8)
-        self.mix = mix
-        self.fc = nn.Linear(8, 5)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.mix(torch.relu(self.bn1(self.conv1(x)))).mean(dim=(2, 3)))
-
-
 MIXES = {
     "softmax": lambda x: torch.softmax(x, dim=1),
     "mean_center": lambda x: x - x.mean(1, keepdim=True),
@@ -137,7 +130,7 @@ MIXES = {
 
 @pytest.mark.parametrize("name", sorted(MIXES))
 def test_blocked_structure_refuses_before_training(name: str) -> None:
-    model = MixOnly(MIXES[name]).double()
+    model = zoo.MixOnly(MIXES[name]).double()
     weights = copy.deepcopy(model.state_dict())
     with pytest.raises(UserError) as raised:
         SupernetState(model, batches(1, 0)[0][0][:2], "all", make_optimizer=sgd)
@@ -155,3 +148,39 @@ def test_decision_naming_a_blocked_group_is_refused_before_training(name: str) -
     assert "\n" not in str(raised.value)
     assert not state.pruned and state.model is model
     assert all(torch.equal(v, weights[k]) for k, v in model.state_dict().items())
+
+
+def trainer_config(model: str, policy: str) -> object:
+    return load_config(None, [
+        "data.name=synthetic", "data.synthetic_size=32", "data.synthetic_shape=[3, 8, 8]", "data.num_classes=5",
+        f"model.name={model}", "train.epochs=2", "train.batch_size=16", "train.threads=1",
+        "method.name=l1_filter", "method.params.prune_epoch=1", "method.params.rate=0.5",
+        f"method.params.policy={policy}"])
+
+
+@pytest.mark.parametrize("factory,policy", [("resnext_net", "all"), ("convnext_net", "internal"),
+                                            ("shuffle_view_net", "all")])
+def test_trainer_l1_filter_on_a_user_factory_structure_finishes_and_loads(tmp_path, factory: str,
+                                                                          policy: str) -> None:
+    run = tmp_path / "run"
+    trainer = Trainer(trainer_config(f"zoo:{factory}", policy), run, quiet=True)
+    summary = trainer.fit()
+    records = io.read_jsonl(run / "metrics.jsonl")
+    (decision,) = [r for r in records if r["kind"] == "decision"]
+    assert decision["macs_after"] < decision["macs_before"]
+    assert [r["epoch"] for r in records if r["kind"] == "epoch"] == [0, 1]
+    loaded = prunekit.load(run, model_fn=getattr(zoo, factory))
+    x = torch.randn(2, *INPUT_SHAPE)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), trainer.state.model.eval()(x))  # bitwise the model the run ended with
+    assert evaluate(loaded, trainer.test_loader) == pytest.approx((summary["test_loss"], summary["test_accuracy"]))
+    # the loaded model is the decision's subnet: its measured MACs are the ones recorded after the decision
+    assert count_macs(loaded, x[:1]) == decision["macs_after"]
+
+
+def test_trainer_refuses_a_blocked_user_structure_before_the_run_directory(tmp_path) -> None:
+    run = tmp_path / "run"
+    with pytest.raises(UserError) as raised:
+        Trainer(trainer_config("zoo:softmax_only_net", "all"), run, quiet=True).fit()
+    assert "\n" not in str(raised.value) and "policy" in str(raised.value)
+    assert not run.exists()

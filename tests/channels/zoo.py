@@ -4,6 +4,8 @@ concat, grouped convolution, and a custom layer with a parameter (unsupported)."
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -492,3 +494,46 @@ def build_structure(name: str, seed: int = 0, dtype: torch.dtype = torch.float64
     model = STRUCTURES[name]().to(dtype)
     randomize_batchnorm(model, seed)
     return model
+
+
+def softmax_channels(x: torch.Tensor) -> torch.Tensor:
+    return torch.softmax(x, dim=1)
+
+
+class MixOnly(nn.Module):
+    """conv-BN-ReLU, a channel-mixing op, a classifier: the conv's group is the only one and it is blocked."""
+
+    def __init__(self, mix: Callable[[torch.Tensor], torch.Tensor] | None = None, num_classes: int = 5) -> None:
+        super().__init__()
+        self.conv1, self.bn1 = conv_bn(3, 8)
+        self.mix = mix if mix is not None else softmax_channels
+        self.fc = nn.Linear(8, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.mix(torch.relu(self.bn1(self.conv1(x)))).mean(dim=(2, 3)))
+
+
+# --- user factories ("zoo:<function>", the zoo is on sys.path in tests) for the Trainer's model.name ---
+
+
+def _factory(name: str):
+    def factory(num_classes: int = 5, in_channels: int = 3) -> nn.Module:
+        if in_channels != 3:
+            raise ValueError(f"the zoo's {name} takes 3 input channels, not {in_channels}")
+        return STRUCTURES[name](num_classes=num_classes)
+
+    factory.__name__ = factory.__qualname__ = f"{name}_net"
+    factory.default_input_shape = INPUT_SHAPE  # type: ignore[attr-defined]
+    return factory
+
+
+resnext_net = _factory("resnext")
+convnext_net = _factory("convnext")
+shuffle_view_net = _factory("shuffle_view")
+
+
+def softmax_only_net(num_classes: int = 5, in_channels: int = 3) -> nn.Module:
+    """MixOnly with softmax over channels: no prunable group at all."""
+    if in_channels != 3:
+        raise ValueError(f"softmax_only_net takes 3 input channels, not {in_channels}")
+    return MixOnly(num_classes=num_classes)
