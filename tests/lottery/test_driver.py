@@ -74,7 +74,7 @@ def test_weight_rewind_restores_step_k_tensors_and_lr(tmp_path):
             seen["lr"] = trainer.state.optimizer.param_groups[0]["lr"]
 
     trainer = Trainer(driver.level_cfg(1), tmp_path / "again", quiet=True, on_step=on_step, start=start)
-    trainer._setup()
+    trainer.setup()
     trainer._apply_start()
     for name, param in trainer.state.supernet.named_parameters():
         want = plain.model[name] * mask[name] if name in mask else plain.model[name]

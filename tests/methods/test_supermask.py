@@ -47,7 +47,7 @@ def cfg(tmp_epochs=2):
 
 def test_training_changes_only_the_scores(tmp_path):
     init_run = Trainer(cfg(), tmp_path / "probe", quiet=True)
-    init_run._setup()
+    init_run.setup()
     init = {k: v.clone() for k, v in init_run.state.supernet.state_dict().items()}
     summary = Trainer(cfg(), tmp_path / "run", quiet=True).fit()
     data = ckpt.load_checkpoint(tmp_path / "run" / "checkpoints")

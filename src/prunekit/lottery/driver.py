@@ -89,7 +89,7 @@ class LotteryDriver:
         built exactly as `prunekit train` builds them."""
         if self._probe is None:
             probe = Trainer(self.cfg, self.root / ".probe-never-written", quiet=True)
-            probe._setup()  # noqa: SLF001 (no public accessor for the set-up model yet; see the report)
+            probe.setup()
             self._probe = probe
         return self._probe
 

@@ -194,9 +194,10 @@ class Trainer(LoopHooks):
             # cuDNN autotuning picks the fastest kernels but makes runs non-reproducible.
             torch.backends.cudnn.benchmark = not t.deterministic
 
-    def _setup(self) -> None:
+    def setup(self) -> None:
         """Data, model, method, supernet state and loop; writes nothing (see `fit` for when the run directory
-        appears)."""
+        appears). `fit` calls it; call it yourself to inspect the initial model (`self.state.supernet`) or the
+        data (`self.train_loader`) of a run without running it."""
         cfg, t = self.cfg, self.cfg.train
         self._configure_torch()
         if self.dist is not None:
@@ -312,7 +313,7 @@ class Trainer(LoopHooks):
 
     def _fit(self) -> dict[str, Any]:
         t = self.cfg.train
-        self._setup()
+        self.setup()
         restart = self._resuming and rundir.has_no_checkpoint(self.run_dir)
         if self.dist is not None:
             self.dist.barrier()  # every process has checked the run directory before rank 0 changes it
