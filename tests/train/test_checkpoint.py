@@ -75,3 +75,10 @@ def test_no_good_checkpoint_left_is_a_user_error(tmp_path):
     (directory / "state.json").write_text("{}")
     with pytest.raises(UserError, match="checksum mismatch"):
         load_checkpoint(tmp_path)
+
+
+def test_a_pointer_outside_the_checkpoints_directory_is_refused(tmp_path):
+    save_checkpoint(tmp_path / "checkpoints", data(1))
+    (tmp_path / "checkpoints" / "latest.json").write_text('{"dir": "..", "epoch": 1, "step": 10}')
+    with pytest.raises(UserError, match="malformed checkpoint pointer"):
+        load_checkpoint(tmp_path / "checkpoints")

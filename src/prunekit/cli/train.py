@@ -11,6 +11,7 @@ from pathlib import Path
 
 from prunekit.cli.common import positive_int
 from prunekit.errors import UserError
+from prunekit.rundir import check_output_dir
 
 
 def launch_processes(nproc: int, argv: list[str]) -> int:
@@ -41,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
             raise UserError("prunekit train needs a CONFIG file (or --resume RUN_DIR)")
         cfg = load_config(args.config, args.set)
         out = Path(args.out) if args.out else Path("runs") / run_dir_name(cfg)
+        check_output_dir(out, "--out" if args.out else "the run directory")
         trainer = Trainer(cfg, out, quiet=args.quiet)
     summary = trainer.fit()
     if trainer.is_main:

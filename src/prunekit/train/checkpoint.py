@@ -22,6 +22,7 @@ write never replaces a good checkpoint; older directories are removed afterwards
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 import sys
 from dataclasses import dataclass, field
@@ -48,6 +49,7 @@ class CheckpointData:
 
 
 RESERVED = {"model", "optimizer", "supernet", "supernet_optimizer"}
+DIR_NAME = re.compile(r"step-\d{9}|epoch-\d{4}")  # what latest.json and kept.json may name (never a path)
 MANIFEST = "manifest.json"  # {file name: SHA-256} of every other file of the checkpoint
 
 
@@ -100,7 +102,7 @@ def read_kept(root: Path) -> dict[str, str]:
     if not path.is_file():
         return {}
     kept = io.read_json(path)
-    if not isinstance(kept, dict) or not all(isinstance(v, str) for v in kept.values()):
+    if not isinstance(kept, dict) or not all(isinstance(v, str) and DIR_NAME.fullmatch(v) for v in kept.values()):
         raise UserError(f"{path}: malformed list of kept checkpoints")
     return kept
 
@@ -145,7 +147,7 @@ def load_checkpoint(root: Path, name: str | None = None) -> CheckpointData:
     if not latest.is_file():
         raise UserError(f"{root}: no checkpoint to resume from (latest.json missing)")
     pointer = io.read_json(latest)
-    if not isinstance(pointer, dict) or not isinstance(pointer.get("dir"), str) or "/" in pointer["dir"]:
+    if not isinstance(pointer, dict) or not DIR_NAME.fullmatch(str(pointer.get("dir"))):
         raise UserError(f"{latest}: malformed checkpoint pointer")
     newest = root / pointer["dir"]
     try:

@@ -29,6 +29,7 @@ from prunekit import io, rundir
 from prunekit.channels import ChannelPlan, load_optimizer_state_by_name, optimizer_state_by_name, save_pruned_model
 from prunekit.channels.optimizer_state import OptimizerState
 from prunekit.config import RunConfig, build_dataclass, read_yaml
+from prunekit.config_checks import check_config
 from prunekit.data import BatchLoader, DataSplits, load_data
 from prunekit.errors import UserError
 from prunekit.measure import TrainingCostLedger, count_macs, count_params
@@ -144,7 +145,8 @@ class Trainer(LoopHooks):
         run_dir = Path(run_dir)
         if not (run_dir / "config.yaml").is_file():
             raise UserError(f"{run_dir}: not a run directory (config.yaml missing)")
-        trainer = cls(build_dataclass(RunConfig, read_yaml(run_dir / "config.yaml")), run_dir, **kwargs)
+        cfg = check_config(build_dataclass(RunConfig, read_yaml(run_dir / "config.yaml")))
+        trainer = cls(cfg, run_dir, **kwargs)
         trainer._resuming = True
         return trainer
 
@@ -355,7 +357,11 @@ class Trainer(LoopHooks):
                 raise
             raise UserError(f"rank {self.dist.rank}: another training process stopped ({str(exc).splitlines()[0]}); "
                             f"resume with `prunekit train --resume {self.run_dir}`") from None
-        summary = self._finish()
+        try:
+            summary = self._finish()
+        except io.StorageError as exc:
+            raise UserError(f"{exc}; free some space, then `prunekit train --resume {self.run_dir}` finishes the "
+                            f"run from its last checkpoint") from exc
         if self.dist is not None:
             self.dist.stop()
         return summary
@@ -385,6 +391,13 @@ class Trainer(LoopHooks):
         return start.step
 
     # ------------------------------------------------------------------ loop hooks
+    def _checkpoint_or_stop(self, loop: TrainingLoop, mid_epoch: bool) -> None:
+        try:
+            self._save_checkpoint(loop, mid_epoch)
+        except io.StorageError as exc:
+            raise UserError(f"{exc}; the last good checkpoint is kept: free some space, then `prunekit train "
+                            f"--resume {self.run_dir}`") from exc
+
     def after_step(self, loop: TrainingLoop) -> None:
         if self._bar is None:
             self._bar = self._progress(loop.steps_per_epoch, loop.epoch)
@@ -393,7 +406,7 @@ class Trainer(LoopHooks):
         every = self.cfg.train.checkpoint_every_steps
         mid_epoch = loop.step % loop.steps_per_epoch != 0  # epoch ends checkpoint in after_epoch
         if mid_epoch and ((every and loop.step % every == 0) or loop.step in self.kept_steps):
-            self._save_checkpoint(loop, mid_epoch=True)
+            self._checkpoint_or_stop(loop, mid_epoch=True)
         if self.on_step is not None:
             self.on_step(loop.step)
 
@@ -420,7 +433,7 @@ class Trainer(LoopHooks):
         done = loop.step // loop.steps_per_epoch
         t = self.cfg.train
         if done % t.checkpoint_every == 0 or done == t.epochs or loop.step in self.kept_steps:
-            self._save_checkpoint(loop, mid_epoch=False)
+            self._checkpoint_or_stop(loop, mid_epoch=False)
 
     # ------------------------------------------------------------------ checkpoints
     def _save_checkpoint(self, loop: TrainingLoop, mid_epoch: bool) -> None:
