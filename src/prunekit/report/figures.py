@@ -334,8 +334,9 @@ BENCH_FIGURES: list[tuple[str, str, BenchFigure]] = [
 
 
 def runs_front(runs: list[RunData]) -> Figure | None:
-    """Several separate runs: final test accuracy against MACs, one labelled point per run."""
-    done = [r for r in runs if r.summary]
+    """Several separate runs: final test accuracy against MACs, one labelled point per run (runs whose summary has
+    no MACs, e.g. federated ones, are left out)."""
+    done = [r for r in runs if r.summary and "macs" in r.summary and "test_accuracy" in r.summary]
     if len(done) < 2:
         return None
     fig = new_figure(6.5, 4.2)
