@@ -45,7 +45,8 @@ def results_table(rows: list[tuple[str, dict[str, Any]]]) -> str:
     for preset, s in rows:
         lines.append(
             f"| {preset} | {s['method']} | {100 * s['test_accuracy']:.2f}% | {s['params']:,} | "
-            f"{100 * s.get('weight_density', 1.0):.0f}% | {s['macs'] / 1e6:.3f}M | {s['macs'] / s['dense_macs']:.2f}x | {s['train_time_s']:.1f} |"
+            f"{100 * s.get('weight_density', 1.0):.0f}% | {s['macs'] / 1e6:.3f}M | "
+            f"{s['macs'] / s['dense_macs']:.2f}x | {s['train_time_s']:.1f} |"
         )
     return "\n".join(lines)
 
