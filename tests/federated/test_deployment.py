@@ -1,14 +1,16 @@
 """Flower's deployment runtime on 127.0.0.1: a real SuperLink, two SuperNodes (`--node-config partition-id=i`) and
 `flwr run` against an app folder whose components are `prunekit.federated.apps:server_app` / `client_app`.
 
-The digits quickstart federation (2 clients, 2 rounds) runs; when round 1's metrics line is written (round 2's
-messages are out), SuperNode 1 is killed (SIGKILL, with its ClientApp process). The SuperLink marks it offline
-after its missed heartbeats and answers its message with an error reply, which the strategy skips; round 2 is
-aggregated from the other SuperNode alone and the run finishes (summary.json, model/).
+The digits quickstart federation (2 clients, 2 rounds, slow: about 90 s, 60 of them the SuperLink's heartbeat
+patience) runs; once round 1's metrics line is written and SuperNode 1 has logged receiving its round-2 message,
+SuperNode 1 is killed (SIGKILL, with its ClientApp process) while it trains. The SuperLink declares it offline
+after two missed heartbeats and answers its message with a "Node Unavailable" error reply, which the strategy
+skips; round 2 is aggregated from the other SuperNode alone and the run finishes (summary.json, model/).
 
-Every process is started in its own session and killed (process group) in a finally block; FLWR_HOME is a
-temporary folder; the SuperLink's runtime dependency install is disabled (it would `uv sync` an environment,
-which must never pull torch), so the apps run in this interpreter's environment.
+Every process started here, and every process those start (Flower detaches its app processes into sessions of
+their own), is killed in a finally block, found by its FLWR_HOME (a temporary folder). The SuperLink's runtime
+dependency install is disabled (it would `uv sync` an environment, which must never pull torch), so the apps run
+in this interpreter's environment.
 """
 
 from __future__ import annotations
@@ -160,7 +162,9 @@ def test_superlink_two_supernodes_one_killed_mid_round(tmp_path: Path) -> None:
         assert flwr.returncode == 0, flwr.stdout + flwr.stderr
         wait_for(lambda: len(rounds_written(run_dir)) >= 1, 240, "round 1", procs)
         assert not rounds_written(run_dir)[0]["failures"]
-        kill_tree(nodes[1], home)  # round 2's messages are out: SuperNode 1 (and its ClientApp) dies mid-round
+        received = lambda: (logs / "supernode1.log").read_text().count("Receiving: train message")  # noqa: E731
+        wait_for(lambda: received() >= 2, 120, "SuperNode 1 to receive round 2's message", procs)
+        kill_tree(nodes[1], home)  # SuperNode 1 (and its ClientApp) dies while training round 2
         wait_for(lambda: (run_dir / "summary.json").is_file(), 300, "the run's end", procs[:2])
     finally:
         kill(tagged_pids(home))  # every process this test started, orphans included
