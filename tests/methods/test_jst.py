@@ -142,8 +142,15 @@ class SpyJST(JointSearchTraining):
         self.val_passes.append((ctx.step, before, self.flat(), changed))
 
 
-if "jst_spy" not in METHODS:
+@pytest.fixture(scope="module", autouse=True)
+def spy_registered():
+    """The spy is a registered method only while this module's tests run (the method catalog's tests check every
+    registered method for docs)."""
     METHODS.register("jst_spy")(SpyJST)
+    try:
+        yield
+    finally:
+        METHODS._entries.pop("jst_spy", None)  # the registry has no public removal: tests only
 
 
 def config(method: str = "jst", *more: str):

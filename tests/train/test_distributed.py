@@ -45,7 +45,7 @@ def finish(proc: subprocess.Popen, timeout: float = 240) -> tuple[int, str]:
 RIGL = ["method.name=rigl", "method.params.sparsity=0.8", "method.params.update_every=3"]
 
 
-@pytest.mark.parametrize("method", [REPRUNE, RIGL], ids=["reprune", "rigl"])  # dense: the same path, no decisions
+@pytest.mark.parametrize("method", [[], REPRUNE, RIGL], ids=["dense", "reprune", "rigl"])
 def test_two_processes_keep_replicas_identical_and_match_one_process(tmp_path, method):
     sets = SETS + ["train.epochs=3"] + method
     code, output = finish(torchrun(tmp_path / "two", sets))
@@ -53,15 +53,17 @@ def test_two_processes_keep_replicas_identical_and_match_one_process(tmp_path, m
     two = io.read_json(tmp_path / "two" / "summary.json")
     assert two["processes"] == 2 and two["replicas_identical"] is True
     one = Trainer(load_config(None, sets), tmp_path / "one", quiet=True).fit()
-    kept = lambda run: sum(  # noqa: E731  (channels kept by the last plan: the sparsity target reached)
-        [r for r in io.read_jsonl(tmp_path / run / "metrics.jsonl") if "kept" in r][-1]["kept"].values())
-    if method is REPRUNE:  # the allocation follows each run's own BN scales, so only the total is the same
-        assert kept("two") == kept("one")
-    # BatchNorm statistics come from each process's half batch, so the runs differ slightly; on this learnable
-    # synthetic data they end within a few points of each other.
-    assert abs(two["test_accuracy"] - one["test_accuracy"]) < 0.1
     decisions = [r for r in io.read_jsonl(tmp_path / "two" / "metrics.jsonl") if r["kind"] == "decision"]
-    if method is REPRUNE:
+    if not method:
+        # Same global batches, gradients averaged over the two halves; BatchNorm normalises each half on its own,
+        # so the runs are not bitwise equal. Stated tolerance: 5 points of test accuracy, 10% of the final loss.
+        assert abs(two["test_accuracy"] - one["test_accuracy"]) <= 0.05
+        assert abs(two["test_loss"] - one["test_loss"]) <= 0.1 * one["test_loss"]
+    elif method is REPRUNE:
+        # Each run's allocation follows its own BN scales, so only the total kept (the sparsity) must agree.
+        kept = lambda run: sum(  # noqa: E731  (channels kept by the last plan)
+            [r for r in io.read_jsonl(tmp_path / run / "metrics.jsonl") if "kept" in r][-1]["kept"].values())
+        assert kept("two") == kept("one")
         assert len(decisions) == 3  # initial plan + one per epoch up to t_prune, logged once (rank 0)
     else:  # the same masks on every replica, at the target density
         assert two["weight_density"] == pytest.approx(one["weight_density"], abs=1e-9)
