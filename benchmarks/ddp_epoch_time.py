@@ -1,7 +1,8 @@
 """Time per epoch with 1 and 2 training processes (torchrun, gloo on CPU), before and after the subnet shrinks.
 
-One REPrune run of ResNet-20 on synthetic 32x32 data (shapes are what matter for time) prunes 50% of the internal
-channels once after epoch 1 (t_prune = 1); epochs 2.. train the physically smaller subnet. The same config runs
+One run of ResNet-20 on synthetic 32x32 data (shapes are what matter for time) trains densely for one epoch, then
+a one-shot uniform L1-norm cut (every group, policy all) to 50% of the MACs; epochs 2.. train the physically smaller
+subnet. The same config runs
 with 1 process (train.threads = 1) and with 2 processes of one thread each, one after the other, `--repeats`
 times alternating; the table gives the median epoch time (from metrics.jsonl) of the dense epoch and of the
 pruned epochs, and the 2-process speed-up. The global batch is the same in both.
@@ -23,8 +24,8 @@ from pathlib import Path
 from prunekit import io
 
 SETS = ["data.name=synthetic", "data.synthetic_shape=[3,32,32]", "model.name=resnet20", "train.batch_size=128",
-        "train.threads=1", "optim.lr=0.05", "method.name=reprune", "method.params.sparsity=0.5",
-        "method.params.t_prune=1", "method.params.interval=1", "method.params.delta0=0.0"]
+        "train.threads=1", "optim.lr=0.05", "method.name=l1_filter", "method.params.prune_epoch=1",
+        "method.params.target_macs_ratio=0.5", "method.params.policy=all"]
 
 
 def run(out: Path, nproc: int, epochs: int, size: int) -> list[float]:
@@ -35,7 +36,9 @@ def run(out: Path, nproc: int, epochs: int, size: int) -> list[float]:
     command = [sys.executable, "-m", "prunekit", "train", str(config), "--out", str(out), "--quiet",
                "--nproc", str(nproc), *[a for s in sets for a in ("--set", s)]]
     subprocess.run(command, check=True, env=dict(os.environ, OMP_NUM_THREADS="1"), capture_output=True)
-    return [r["epoch_time_s"] for r in io.read_jsonl(out / "metrics.jsonl") if r["kind"] == "epoch"]
+    epochs = [r for r in io.read_jsonl(out / "metrics.jsonl") if r["kind"] == "epoch"]
+    print(f"{nproc} process(es): MACs per epoch {[r['macs'] for r in epochs]}", flush=True)
+    return [r["epoch_time_s"] for r in epochs]
 
 
 def main() -> int:
