@@ -183,3 +183,18 @@ def test_a_run_started_from_a_kept_checkpoint_continues_the_original_run_exactly
     assert all(torch.equal(a[k], b[k]) for k in a)
     epochs = [r for r in io.read_jsonl(tmp_path / "rewound" / "metrics.jsonl") if r["kind"] == "epoch"]
     assert [r["step"] for r in epochs] == [6, 12]
+
+
+def test_a_run_can_start_from_a_channel_plan(tmp_path):
+    """StartPoint(plan=...): the first step already trains the physically smaller subnet (a structured ticket)."""
+    from prunekit.train.trainer import StartPoint
+
+    sets = ["data.name=synthetic", "data.synthetic_size=64", "data.synthetic_shape=[3, 16, 16]",
+            "model.name=small_cnn", "train.epochs=1", "train.batch_size=32", "train.threads=1",
+            "method.name=l1_filter", "method.params.prune_epoch=1", "method.params.rate=0.0"]
+    start = StartPoint(plan=ChannelPlan({"features.conv2": list(range(8))}))
+    trainer = Trainer(load_config(None, sets), tmp_path / "run", quiet=True, start=start)
+    trainer.fit()
+    first = next(r for r in io.read_jsonl(tmp_path / "run" / "metrics.jsonl") if r["kind"] == "epoch")
+    assert trainer.state.model.features.conv2.out_channels == 8
+    assert first["macs"] < io.read_json(tmp_path / "run" / "summary.json")["dense_macs"]

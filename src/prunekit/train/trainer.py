@@ -106,11 +106,14 @@ class StartPoint:
     """Where a fresh run starts instead of its seeded initialisation at step 0: a lottery-ticket level rewound to
     step k, one of the two copies of a linear-mode-connectivity check, a federated client's round.
 
-    weights: a full state_dict of the model (the supernet), loaded strictly; masks: weight masks put in force
-    before the first step; step: the global step to start at (the learning rate follows the schedule from there);
-    optimizer: by-name optimizer state to start with (None: a fresh optimizer)."""
+    weights: a full state_dict of the model (the supernet), loaded strictly; plan: a channel plan materialized
+    before the first step (needs a method with a channel_policy; a structured lottery ticket trains physically
+    smaller); masks: weight masks put in force before the first step (supernet coordinates); step: the global step
+    to start at (the learning rate follows the schedule from there); optimizer: by-name optimizer state of the
+    model that trains first (the subnet when a plan is given; None: a fresh optimizer)."""
 
     weights: Mapping[str, torch.Tensor] | None = None
+    plan: ChannelPlan | None = None
     masks: Mapping[str, torch.Tensor] | None = None
     step: int = 0
     optimizer: OptimizerState | None = None
@@ -379,6 +382,10 @@ class Trainer(LoopHooks):
         s, start = self.state, self.start
         if start.weights is not None:
             ckpt.load_state_strict(s.supernet, dict(start.weights), "start weights")
+        if start.plan is not None:
+            if s.groups is None:
+                raise UserError(f"a start plan needs a channel method; {self.method.name} declares no channel_policy")
+            s.apply_plan(start.plan)
         if start.optimizer:
             load_optimizer_state_by_name(s.optimizer, s.model, start.optimizer)
         if start.masks is not None:
