@@ -201,3 +201,20 @@ def test_a_sparse_method_reports_its_training_flops_beside_the_dense_count(tmp_p
     assert 0.0 < summary["sparse_train_flops_ratio"] < 1.0
     assert summary["sparse_train_flops"] == round(summary["sparse_train_flops_ratio"] * summary["train_flops"])
     assert summary["weight_density"] == pytest.approx(0.2, abs=0.01)
+
+
+def test_resume_may_change_the_learning_rate_but_not_what_defines_the_run(tmp_path):
+    from prunekit.config import read_yaml
+
+    def kill(step):
+        if step == 7:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        Trainer(quick_config(), tmp_path / "run", quiet=True, on_step=kill).fit()
+    with pytest.raises(UserError, match="cannot change on resume.*optim.lr"):
+        Trainer.resume(tmp_path / "run", overrides=["model.name=mlp"], quiet=True)
+    Trainer.resume(tmp_path / "run", overrides=["optim.lr=0.01"], quiet=True).fit()
+    assert read_yaml(tmp_path / "run" / "config.yaml")["optim"]["lr"] == 0.01
+    lrs = [r["lr"] for r in io.read_jsonl(tmp_path / "run" / "metrics.jsonl") if r["kind"] == "epoch"]
+    assert lrs[0] > lrs[-1] and max(lrs[1:]) <= 0.01  # epoch 1 ran at 0.05; after the resume the schedule of 0.01

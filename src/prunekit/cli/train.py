@@ -34,9 +34,9 @@ def run(args: argparse.Namespace) -> int:
     if args.nproc > 1 and int(os.environ.get("WORLD_SIZE", "1")) == 1:
         return launch_processes(args.nproc, _same_arguments(args))
     if args.resume:
-        if args.config or args.set:
+        if args.config:
             raise UserError("--resume takes the run directory only; its config.yaml is used as saved")
-        trainer = Trainer.resume(args.resume, quiet=args.quiet)
+        trainer = Trainer.resume(args.resume, overrides=args.set, quiet=args.quiet)
     else:
         if not args.config:
             raise UserError("prunekit train needs a CONFIG file (or --resume RUN_DIR)")

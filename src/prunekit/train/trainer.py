@@ -28,7 +28,7 @@ from torch import nn
 from prunekit import io, rundir
 from prunekit.channels import ChannelPlan, load_optimizer_state_by_name, optimizer_state_by_name, save_pruned_model
 from prunekit.channels.optimizer_state import OptimizerState
-from prunekit.config import RunConfig, build_dataclass, read_yaml
+from prunekit.config import RunConfig, apply_overrides, build_dataclass, parse_override, read_yaml
 from prunekit.config_checks import check_config
 from prunekit.data import BatchLoader, DataSplits, load_data
 from prunekit.errors import UserError
@@ -44,6 +44,13 @@ from prunekit.train.optim import build_optimizer, flatten_optimizer_state, unfla
 from prunekit.train.steps import parse_step
 from prunekit.train.supernet import SupernetState
 from prunekit.weights import WeightMasks
+
+# Settings `prunekit train --resume RUN --set key=value` may change: how the run is executed, or the learning rate
+# (to continue a run that diverged from its last good checkpoint); never what defines the model, data or method.
+RESUMABLE_KEYS = frozenset({
+    "optim.lr", "train.threads", "train.device", "train.progress", "train.tensorboard", "train.eval_batch_size",
+    "train.checkpoint_every", "train.checkpoint_every_steps", "baseline_run",
+})
 
 
 def non_default_settings(cfg: RunConfig) -> dict[str, Any]:
@@ -142,15 +149,25 @@ class Trainer(LoopHooks):
         self._metrics_lines = 0
         self._bar: Any = None
         self._lock: rundir.RunLock | None = None
+        self._resume_overrides: list[str] = []
 
     @classmethod
-    def resume(cls, run_dir: str | os.PathLike[str], **kwargs: Any) -> Trainer:
+    def resume(cls, run_dir: str | os.PathLike[str], overrides: list[str] | None = None, **kwargs: Any) -> Trainer:
+        """A Trainer that continues `run_dir`. `overrides` ("key=value") may change only RESUMABLE_KEYS; the run's
+        config.yaml is rewritten with them once the run restarts."""
         run_dir = Path(run_dir)
         if not (run_dir / "config.yaml").is_file():
             raise UserError(f"{run_dir}: not a run directory (config.yaml missing)")
-        cfg = check_config(build_dataclass(RunConfig, read_yaml(run_dir / "config.yaml")))
+        raw = read_yaml(run_dir / "config.yaml")
+        for text in overrides or []:
+            key = parse_override(text)[0]
+            if ".".join(key) not in RESUMABLE_KEYS:
+                raise UserError(f"--set {'.'.join(key)} cannot change on resume (it would make the run another "
+                                f"run); keys that can: {', '.join(sorted(RESUMABLE_KEYS))}")
+        cfg = check_config(build_dataclass(RunConfig, apply_overrides(raw, list(overrides or []))))
         trainer = cls(cfg, run_dir, **kwargs)
         trainer._resuming = True
+        trainer._resume_overrides = list(overrides or [])
         return trainer
 
     @property
@@ -335,6 +352,9 @@ class Trainer(LoopHooks):
             initial = self.loop.agree(initial)
         if self._resuming:
             self._restore_method_tensors()
+            if self._resume_overrides and self.is_main:
+                io.write_yaml(self.run_dir / "config.yaml", self.cfg.to_dict())
+                self._say(f"resuming with {', '.join(self._resume_overrides)} (written to config.yaml)")
         elif self.is_main:  # only now is the run known to be able to start: nothing is written before
             self.run_dir.mkdir(parents=True, exist_ok=True)
             if self._lock is None:
