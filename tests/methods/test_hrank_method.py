@@ -1,5 +1,6 @@
 """HRank method: the plan removes channels built to have low-rank feature maps (ranks re-checked with NumPy),
-rate forms (uniform / list / mapping), and a short digits run."""
+rate forms (uniform / list / mapping), the layerwise schedule (which group at which epoch, ranks on the current
+subnet, exact resume mid-schedule), and short digits runs."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from prunekit import io
-from prunekit.channels import channel_groups
+from prunekit.channels import channel_groups, materialize
 from prunekit.errors import UserError
 from prunekit.methods.base import TrainContext
 from prunekit.methods.hrank import HRank, HRankParams
@@ -75,7 +76,7 @@ def test_plan_removes_the_constructed_low_rank_channels():
     assert ranks[0][list(RANK_ONE)].max() == 1 and np.delete(ranks[0], RANK_ONE).min() > 1
     assert ranks[1][list(RANK_ZERO)].max() == 0 and np.delete(ranks[1], RANK_ZERO).min() > 0
 
-    method = HRank(HRankParams(prune_epoch=2, rates=[3 / 16, 2 / 32, 0.0], rank_batches=2))
+    method = HRank(HRankParams(prune_epoch=2, rates=[3 / 16, 2 / 32, 0.0], rank_batches=2, schedule="oneshot"))
     ctx = context(model, data)
     assert method.on_train_start(ctx) is None
     decision = method.on_epoch_end(1, ctx)
@@ -87,10 +88,11 @@ def test_plan_removes_the_constructed_low_rank_channels():
 
 def test_rates_as_a_mapping_and_as_one_uniform_rate():
     model, data = constructed_model(), batches()
-    by_name = HRank(HRankParams(prune_epoch=0, rates={"features.conv1": 3 / 16}, rank_batches=2))
+    by_name = HRank(HRankParams(prune_epoch=0, rates={"features.conv1": 3 / 16}, rank_batches=2,
+                                   schedule="oneshot"))
     keep = by_name.on_train_start(context(model, data)).plan.keep
     assert keep == {"features.conv1": [c for c in range(16) if c not in RANK_ONE]}
-    uniform = HRank(HRankParams(prune_epoch=0, rates=0.25, rank_batches=2))
+    uniform = HRank(HRankParams(prune_epoch=0, rates=0.25, rank_batches=2, schedule="oneshot"))
     keep = uniform.on_train_start(context(model, data)).plan.keep
     assert [len(keep[g]) for g in ("features.conv1", "features.conv2", "features.conv3")] == [12, 24, 48]
     assert not set(RANK_ONE) & set(keep["features.conv1"])
@@ -103,7 +105,7 @@ def test_a_rate_list_of_the_wrong_length_names_the_groups():
 
 
 def test_short_digits_run_shrinks_and_training_flops_fall(tmp_path, digits_config):
-    cfg = digits_config(3, "hrank", "{prune_epoch: 1, rates: [0.25, 0.5, 0.5], rank_batches: 2}")
+    cfg = digits_config(3, "hrank", "{prune_epoch: 1, rates: [0.25, 0.5, 0.5], rank_batches: 2, schedule: oneshot}")
     summary = Trainer(cfg, tmp_path / "run", quiet=True).fit()
     assert summary["macs"] < summary["dense_macs"]
     records = io.read_jsonl(tmp_path / "run" / "metrics.jsonl")
@@ -150,7 +152,7 @@ def test_default_policy_prunes_every_conv_of_a_resnet_as_the_official_code():
     model, data, ctx = resnet_context("all")
     streams = [g for g in ctx.groups if not g.internal]
     assert len(streams) == 3 and len(ctx.groups) == 12  # 3 residual streams + 9 block conv1s
-    decision = HRank(HRankParams(prune_epoch=0, rates=0.6, rank_batches=2)).on_train_start(ctx)
+    decision = HRank(HRankParams(prune_epoch=0, rates=0.6, rank_batches=2, schedule="oneshot")).on_train_start(ctx)
     # every group, block outputs included, keeps size - floor(0.6 size) channels (HRank: int(rate * F) go)
     assert {g.name: len(decision.plan.keep[g.name]) for g in ctx.groups} == {
         g.name: g.size - int(0.6 * g.size) for g in ctx.groups}
@@ -165,6 +167,61 @@ def test_default_policy_prunes_every_conv_of_a_resnet_as_the_official_code():
     assert decision.info["mean_rank"][stream.name] == pytest.approx(float(mean.mean()), abs=1e-3)
     # the old layer set stays available: policy internal leaves the streams whole
     _, _, ctx_internal = resnet_context("internal")
-    keep = HRank(HRankParams(prune_epoch=0, rates=0.6, rank_batches=2, policy="internal")).on_train_start(
+    keep = HRank(HRankParams(prune_epoch=0, rates=0.6, rank_batches=2, policy="internal",
+                             schedule="oneshot")).on_train_start(
         ctx_internal).plan.keep
     assert len(keep) == 9 and all(name.endswith("conv1") and name != "conv1" for name in keep)
+
+
+def test_layerwise_prunes_one_group_per_interval_with_ranks_of_the_current_subnet():
+    assert HRankParams(prune_epoch=1).schedule == "layerwise"
+    model, data = constructed_model(), batches()
+    method = HRank(HRankParams(prune_epoch=1, rates=[3 / 16, 2 / 32, 0.0], rank_batches=2, interval=2))
+    ctx = context(model, data)
+    assert method.on_train_start(ctx) is None
+    # decision k after epoch 1 + 2k (counted from 1): on_epoch_end(0) conv1, on_epoch_end(2) conv2; conv3 has rate 0
+    first = method.on_epoch_end(0, ctx)
+    assert first.plan.keep == {"features.conv1": [c for c in range(16) if c not in RANK_ONE]}
+    assert first.info["groups"] == ["features.conv1"] and first.info["decisions"] == 2
+    # what SupernetState does with the decision: the trained model becomes the subnet
+    ctx.plan, ctx.model = first.plan, materialize(model, first.plan, ctx.groups)
+    assert method.on_epoch_end(1, ctx) is None
+    second = method.on_epoch_end(2, ctx)
+    assert second.plan.keep["features.conv1"] == first.plan.keep["features.conv1"]
+    assert second.plan.keep["features.conv2"] == [c for c in range(32) if c not in RANK_ZERO]
+    # the ranks are those of the subnet (13 conv1 channels feed conv2), computed by hand
+    sub_ranks = numpy_mean_ranks(ctx.model, data)
+    assert sub_ranks[1].shape == (32,) and ctx.model.features.conv2.in_channels == 13
+    assert second.info["mean_rank"] == {"features.conv2": pytest.approx(float(sub_ranks[1].mean()), abs=1e-3)}
+    ctx.plan = second.plan
+    assert all(method.on_epoch_end(e, ctx) is None for e in range(3, 5))
+
+
+def test_layerwise_schedule_must_fit_in_the_run():
+    method = HRank(HRankParams(prune_epoch=2, rates=0.25, interval=2))  # decisions after epochs 2, 4, 6
+    with pytest.raises(UserError, match="beyond train.epochs = 5"):
+        method.on_train_start(context(constructed_model(), batches()))
+
+
+def layerwise_run(digits_config, epochs=6):
+    return digits_config(epochs, "hrank", "{prune_epoch: 1, rates: [0.25, 0.5, 0.5], rank_batches: 2, "
+                                          "interval: 2, schedule: layerwise}")
+
+
+def test_layerwise_digits_run_cuts_one_group_per_interval(tmp_path, digits_config):
+    Trainer(layerwise_run(digits_config), tmp_path / "run", quiet=True).fit()
+    records = io.read_jsonl(tmp_path / "run" / "metrics.jsonl")
+    decisions = [r for r in records if r["kind"] == "decision"]
+    # by hand: decisions after epochs 1, 3, 5 (epoch indices 0, 2, 4), one group each in module order;
+    # kept = width - floor(rate * width) for the groups cut so far, full width for the others
+    assert [d["epoch"] for d in decisions] == [0, 2, 4]
+    assert [d["groups"] for d in decisions] == [["features.conv1"], ["features.conv2"], ["features.conv3"]]
+    assert [d["kept"] for d in decisions] == [
+        {"features.conv1": 12},
+        {"features.conv1": 12, "features.conv2": 16},
+        {"features.conv1": 12, "features.conv2": 16, "features.conv3": 32}]
+
+
+def test_layerwise_resume_between_two_decisions_is_exact(digits_config, check_exact_resume):
+    # killed in epoch 2 (index 1), after the first decision and before the second and third
+    check_exact_resume(layerwise_run(digits_config), lambda steps_per_epoch: steps_per_epoch + 3)

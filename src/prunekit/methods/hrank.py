@@ -1,12 +1,22 @@
 """HRank (Lin et al., CVPR 2020): prune the filters whose feature maps have the lowest average rank.
 
-After `prune_epoch` epochs, the average matrix rank of every channel's feature map (after ReLU) is estimated on
-`rank_batches` training batches (`criteria.collect_feature_map_ranks`, eval mode, no gradient), and in each
-prunable group the floor(rate * width) lowest-rank channels go (`criteria.hrank_keep`; at least
-`min_channels` stay). Training then continues on the subnet.
+The average matrix rank of a channel's feature map (after ReLU) is estimated on `rank_batches` training batches
+(`criteria.collect_feature_map_ranks`, eval mode, no gradient), and in a prunable group the floor(rate * width)
+lowest-rank channels go (`criteria.hrank_keep`; at least `min_channels` stay). Two schedules:
+
+- `layerwise` (default, the official procedure: `main.py` prunes one conv, fine-tunes, goes on to the next):
+  after `prune_epoch` epochs the first `groups_per_decision` groups with a rate > 0 (network order, i.e.
+  `ctx.groups` order) are pruned, then the next ones every `interval` epochs, each decision ranking only its own
+  groups on the network as it is then (already pruned, fine-tuned meanwhile); training continues throughout.
+  The k-th decision (from 0) is taken after epoch prune_epoch + k * interval (counted from 1; k = 0 with
+  prune_epoch 0: before training), so the whole schedule must end within train.epochs.
+- `oneshot`: one decision for every group after `prune_epoch` epochs (prunekit's earlier behaviour).
 
 Differences from the official code (research note classic_methods.md §3.1), all deliberate:
-- one decision for all layers at once, not layer by layer with a fine-tuning round after each layer;
+- the official code ranks every layer once, on the pre-trained network (`rank_generation.py`), then prunes
+  layer by layer with those ranks; `layerwise` recomputes each group's ranks on the current network;
+- the official fine-tuning round per layer is a fixed number of epochs of its own (its own LR schedule); here
+  it is `interval` epochs of the run's one schedule;
 - channels are removed physically (the official code only zeroes them);
 - the batches come from `ctx.train_batches()`, i.e. without augmentation (the official code used augmented
   training batches);
@@ -38,8 +48,15 @@ from prunekit.criteria import collect_feature_map_ranks, hrank_keep, prune_count
 from prunekit.criteria.hrank import DEFAULT_RANK_BATCHES
 from prunekit.errors import UserError
 from prunekit.methods import METHODS
-from prunekit.methods.base import TrainContext
-from prunekit.methods.params import MIN_CHANNELS_HELP, POLICY_HELP, ChannelParams, check_rate, param
+from prunekit.methods.base import Decision, TrainContext
+from prunekit.methods.params import (
+    MIN_CHANNELS_HELP,
+    POLICY_HELP,
+    ChannelParams,
+    check_prune_epoch,
+    check_rate,
+    param,
+)
 from prunekit.methods.prune_once import PruneOnceMethod
 
 
@@ -56,9 +73,22 @@ class HRankParams(ChannelParams):
     policy: Literal["internal", "all"] = param("all", f"{POLICY_HELP}. Default all: the official HRank "
                                                       "prunes every conv of ResNet-56, block outputs included")
     min_channels: int = param(1, MIN_CHANNELS_HELP)
+    schedule: Literal["layerwise", "oneshot"] = param(
+        "layerwise", "layerwise: prune groups_per_decision groups (network order) per decision, every interval "
+                     "epochs from prune_epoch, as the official code prunes layer by layer with fine-tuning in "
+                     "between (the default, for that reason); oneshot: every group in one decision")
+    interval: int = param(1, "layerwise: epochs of training between two decisions")
+    groups_per_decision: int = param(1, "layerwise: channel groups pruned at each decision (1: one layer at a "
+                                        "time, as the official code)")
 
     def __post_init__(self) -> None:
         self.check_channel_params()
+        if self.schedule not in ("layerwise", "oneshot"):
+            raise UserError(f"method.params.schedule must be layerwise or oneshot, got {self.schedule!r}")
+        if self.interval < 1:
+            raise UserError(f"method.params.interval must be >= 1, got {self.interval}")
+        if self.groups_per_decision < 1:
+            raise UserError(f"method.params.groups_per_decision must be >= 1, got {self.groups_per_decision}")
         values = (self.rates.values() if isinstance(self.rates, dict)
                   else self.rates if isinstance(self.rates, list) else [self.rates])
         for rate in values:
@@ -98,10 +128,10 @@ def hooked_modules(group: ChannelGroup, model: nn.Module) -> list[str]:
 
 @METHODS.register("hrank")
 class HRank(PruneOnceMethod):
-    """HRank, one pruning decision (module docstring)."""
+    """HRank, layer by layer or in one decision (module docstring)."""
 
     name = "hrank"
-    summary = "once, remove the filters whose feature maps have the lowest average rank"
+    summary = "remove the filters whose feature maps have the lowest average rank, layer by layer (or at once)"
     paper = "Lin et al., HRank: Filter Pruning using High-Rank Feature Map, CVPR 2020"
     Params = HRankParams
 
@@ -109,18 +139,61 @@ class HRank(PruneOnceMethod):
         super().__init__()
         self.params = params
         self.channel_policy = params.policy
+        self.decisions_done = 0  # layerwise: decisions taken so far
+
+    def batches_of_groups(self, groups: list[ChannelGroup]) -> list[list[ChannelGroup]]:
+        """The groups each decision prunes: every group with a rate > 0, in network order, in runs of
+        groups_per_decision (layerwise), or all of them at once (oneshot)."""
+        rates = rates_per_group(self.params.rates, groups)
+        chosen = [g for g in groups if rates.get(g.name, 0.0) > 0]
+        if self.params.schedule == "oneshot":
+            return [chosen]
+        size = self.params.groups_per_decision
+        return [chosen[i:i + size] for i in range(0, len(chosen), size)]
+
+    def decision_epoch(self, k: int) -> int:
+        """Epochs trained before decision k (from 0) is taken."""
+        return self.params.prune_epoch + k * self.params.interval
 
     def on_train_start(self, ctx: TrainContext) -> Any:
-        if ctx.groups is not None:
-            rates_per_group(self.params.rates, ctx.groups)  # report a bad rate list before training
-        return super().on_train_start(ctx)
+        if ctx.groups is None:
+            return super().on_train_start(ctx)
+        batches = self.batches_of_groups(ctx.groups)  # reports a bad rate list before training
+        last = self.decision_epoch(max(0, len(batches) - 1))
+        if last > ctx.epochs:
+            raise UserError(f"hrank: the layerwise schedule prunes {len(batches)} times, every {self.params.interval} "
+                            f"epochs from prune_epoch {self.params.prune_epoch}: its last decision (after epoch "
+                            f"{last}) lies beyond train.epochs = {ctx.epochs}")
+        check_prune_epoch(self.params.prune_epoch, ctx.epochs, self.name)
+        if self.params.prune_epoch == 0 and self.decisions_done == 0:
+            return self._decide_next(ctx)
+        return None
+
+    def on_epoch_end(self, epoch: int, ctx: TrainContext) -> Decision | None:
+        if ctx.groups is None:
+            return super().on_epoch_end(epoch, ctx)
+        k = self.decisions_done
+        if k >= len(self.batches_of_groups(ctx.groups)) or epoch + 1 != self.decision_epoch(k):
+            return None
+        return self._decide_next(ctx)
+
+    def _decide_next(self, ctx: TrainContext) -> Decision:
+        assert ctx.groups is not None
+        batches = self.batches_of_groups(ctx.groups)
+        self._current = batches[self.decisions_done]
+        decision = self._decide(ctx)
+        decision.info.update({"decision": self.decisions_done, "decisions": len(batches),
+                              "groups": [g.name for g in self._current]})
+        self.decisions_done += 1
+        self.pruned = self.decisions_done >= len(batches)
+        return decision
 
     def make_plan(self, ctx: TrainContext) -> tuple[ChannelPlan, dict[str, Any]]:
         assert ctx.groups is not None
         if ctx.train_batches is None:
             raise RuntimeError("hrank needs ctx.train_batches to measure feature-map ranks")
         rates = rates_per_group(self.params.rates, ctx.groups)
-        chosen = [g for g in ctx.groups if rates.get(g.name, 0.0) > 0]
+        chosen = self._current
         hooked = {g.name: hooked_modules(g, ctx.model) for g in chosen}
         modules = sorted({m for names in hooked.values() for m in names})
         # ctx.model is the network being trained: its group channels are the kept ones, in increasing order.
@@ -140,3 +213,10 @@ class HRank(PruneOnceMethod):
             keep[group.name] = [kept[i] for i in hrank_keep(group_ranks, n_prune, self.params.min_channels)]
             mean_ranks[group.name] = round(float(group_ranks.mean()), 3)
         return ChannelPlan(keep), {"mean_rank": mean_ranks, "rank_batches": self.params.rank_batches}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "decisions_done": self.decisions_done}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.decisions_done = int(state.get("decisions_done", 1 if self.pruned else 0))
