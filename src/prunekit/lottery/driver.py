@@ -2,7 +2,8 @@
 
     RUN/settings.json              the run and lottery settings (a re-run with other settings is refused)
     RUN/init.safetensors           theta_0, the dense run's initial weights (exactly `prunekit train`'s)
-    RUN/masks/level_NN.safetensors the mask of level NN (computed once, from level NN-1's final weights)
+    RUN/masks/level_NN.safetensors the ticket of level NN (computed once, from level NN-1's final weights): weight
+                                   masks, or one channel keep vector per group (lottery.unit channels)
     RUN/level_00/                  the dense run (keeps the checkpoint at the rewind step)
     RUN/level_NN/                  level NN: the ticket, retrained from its start point (see `start_point`)
     RUN/level_NN_<control>/        the controls of level NN (reinit, random_prune), when asked for
@@ -14,6 +15,8 @@ L-1's final weights by magnitude, then retrain from
 - weight_rewind: theta_k and the LR schedule from step k (Frankle et al. 2020, "Linear mode connectivity");
 - lr_rewind: level L-1's final weights, the LR schedule from step k (Renda et al. 2020);
 - finetune: level L-1's final weights, a constant final LR, for the T - k remaining steps.
+With lottery.unit channels the level prunes channels (L1 filter norms over the channel groups, `lottery.channels`)
+and starts on the materialized plan: the start weights restricted to the kept channels, physically smaller.
 Each start is a fresh optimizer (OpenLTH). Running the same command again skips finished levels and resumes the
 level in progress from its last checkpoint (Trainer.resume), so an interrupted driver ends bitwise equal to an
 uninterrupted one.
@@ -55,10 +58,10 @@ class LotteryDriver:
 
     def __init__(self, cfg: RunConfig, lottery: LotteryConfig, root: str | Path, *, quiet: bool = False,
                  on_step: Callable[[int], None] | None = None) -> None:
-        self.cfg, self.lottery, self.root = cfg, lottery, Path(root)
+        self.pruner: LevelPruner = build_pruner(lottery)
+        self.cfg, self.lottery, self.root = self.pruner.run_config(cfg), lottery, Path(root)
         self.quiet, self.on_step = quiet, on_step
         self._probe: Trainer | None = None
-        self.pruner: LevelPruner = build_pruner(lottery)
 
     # ------------------------------------------------------------------ the experiment
     def run(self) -> dict[str, Any]:
@@ -129,11 +132,12 @@ class LotteryDriver:
         return data.model
 
     def final(self, level: int) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-        """(weights, masks) at the end of a finished level (its last checkpoint)."""
+        """(full weights, ticket) at the end of a finished level (its last checkpoint): weight masks, or the
+        channel unit's keep vectors."""
         data = ckpt.load_checkpoint(self.root / level_name(level) / "checkpoints")
         if data.step != self.total_steps:
             raise UserError(f"{self.root / level_name(level)} did not finish (checkpoint at step {data.step})")
-        return data.model, data.extra.get("masks", {})
+        return self.pruner.finished_state(data, self.probe())
 
     def mask(self, level: int) -> dict[str, torch.Tensor]:
         """Level `level`'s mask, pruned from level-1's final weights (computed once, then read back)."""
@@ -196,7 +200,7 @@ class LotteryDriver:
         run_dir = self.root / level_name(level, control)
         if (run_dir / "summary.json").exists():
             return io.read_json(run_dir / "summary.json")
-        self.pruner.prepare_start(start, self.probe())
+        start = self.pruner.prepare_start(start, self.probe())
         label = level_name(level, control)
         if (run_dir / "checkpoints" / "latest.json").exists():
             self._say(f"[lottery] {label}: resuming {run_dir}")
@@ -228,7 +232,7 @@ class LotteryDriver:
                              "weight_density": s.get("weight_density", 1.0), "test_accuracy": s["test_accuracy"],
                              "params": s["params"], "macs": s["macs"], "train_time_s": s["train_time_s"],
                              "train_flops": s["train_flops"]})
-        out = {"mode": self.lottery.mode, "unit": "weights", "rate": self.lottery.rate,
+        out = {"mode": self.lottery.mode, "unit": self.lottery.unit, "rate": self.lottery.rate,
                "rewind_step": self.rewind_step, "levels": rows,
                "finished": len(rows) == 1 + self.lottery.levels * (1 + len(self.lottery.controls))}
         io.write_json(self.root / "lottery.json", out)
