@@ -1,16 +1,18 @@
 """CHEX as a training method: leverage-score selection among the active filters, and an end-to-end run."""
 
 import numpy as np
+import pytest
 import torch
 
 import prunekit.methods.chex  # noqa: F401  (registers "chex")
 from prunekit import io
 from prunekit.channels import ChannelPlan, channel_groups
 from prunekit.config import load_config
-from prunekit.methods import METHODS, build_method
+from prunekit.errors import UserError
+from prunekit.methods import METHODS, build_method, prune_regrow
 from prunekit.methods.base import TrainContext
 from prunekit.methods.chex import CHEX
-from prunekit.methods.prune_regrow import PruneRegrowParams
+from prunekit.methods.prune_regrow import PruneRegrowParams, regrown_channels, zero_channel_state_
 from prunekit.models import create_model
 from prunekit.train.trainer import Trainer
 
@@ -59,3 +61,95 @@ def test_trainer_run_with_chex_reaches_the_macs_target(tmp_path):
     assert 0.5 * 0.97 <= summary["macs"] / summary["dense_macs"] <= 0.5
     decisions = [r for r in io.read_jsonl(tmp_path / "run" / "metrics.jsonl") if r["kind"] == "decision"]
     assert [r["epoch"] for r in decisions] == [-1, 1, 3] and decisions[-1]["final"]
+
+
+def test_zero_channel_state_zeroes_every_position_of_the_given_channels_only():
+    torch.manual_seed(0)
+    model = create_model("small_cnn", num_classes=10, in_channels=1)
+    groups = channel_groups(model, torch.zeros(2, 1, 8, 8), policy="internal")
+    generator = torch.Generator().manual_seed(1)
+    state = {n: {"momentum_buffer": torch.randn(p.shape, generator=generator), "step": torch.tensor(3.0)}
+             for n, p in model.named_parameters()}
+    expected = {n: {k: v.clone() for k, v in e.items()} for n, e in state.items()}
+    # by hand: conv1's channels 2 and 5 are conv1's output rows, its bias, bn1's scale and shift, and conv2's
+    # input columns; conv3's channel 0 likewise (its consumer is the classifier after global pooling)
+    for name in ("features.conv1.weight", "features.conv1.bias", "features.bn1.weight", "features.bn1.bias"):
+        if name in expected:
+            expected[name]["momentum_buffer"][[2, 5]] = 0
+    expected["features.conv2.weight"]["momentum_buffer"][:, [2, 5]] = 0
+    for name in ("features.conv3.weight", "features.conv3.bias", "features.bn3.weight", "features.bn3.bias"):
+        if name in expected:
+            expected[name]["momentum_buffer"][0] = 0
+    consumer = next(g for g in groups if g.name == "features.conv3").consumers[0]
+    expected[f"{consumer}.weight"]["momentum_buffer"][:, 0] = 0
+    zeroed = zero_channel_state_(state, groups, {"features.conv1": [2, 5], "features.conv3": [0]})
+    for name in state:
+        assert torch.equal(state[name]["momentum_buffer"], expected[name]["momentum_buffer"]), name
+        assert state[name]["step"] == 3.0
+    assert zeroed == sum(int((e["momentum_buffer"] == 0).sum()) for e in expected.values())  # no overlaps here
+
+
+def test_regrown_channels_are_those_the_old_plan_had_removed():
+    groups = channel_groups(create_model("small_cnn", num_classes=10, in_channels=1), torch.zeros(2, 1, 8, 8),
+                            policy="internal")
+    old = ChannelPlan({"features.conv1": [0, 1, 2, 3], "features.conv2": list(range(32))})
+    new = ChannelPlan({"features.conv1": [1, 2, 6, 9], "features.conv2": list(range(0, 32, 2))})
+    assert regrown_channels(old, new, groups) == {"features.conv1": [6, 9]}  # conv2 only lost, conv3 untouched
+    assert regrown_channels(None, new, groups) == {}
+
+
+def nn_model():
+    return create_model("small_cnn", num_classes=10, in_channels=1)
+
+
+def test_regrow_momentum_zero_is_refused_until_the_state_hook_exists(monkeypatch):
+    method = CHEX(PruneRegrowParams(sparsity=0.5, t_prune=2, regrow_momentum="zero"))
+    ctx = TrainContext(model=nn_model(), optimizer=None, steps_per_epoch=1, epochs=4,
+                       example_inputs=torch.zeros(2, 1, 8, 8))
+    monkeypatch.setattr(prune_regrow, "supports_reset_channels", lambda: False)
+    with pytest.raises(UserError, match="regrow_momentum=zero"):
+        method.on_train_start(ctx)
+
+
+def test_regrow_momentum_zero_through_the_proposed_hook(tmp_path, monkeypatch):
+    """The hook proposed for SupernetState.apply_plan, simulated: the decision's reset_channels are zeroed in the
+    bank between absorbing the subnet's state and slicing it for the new plan (slice_optimizer_state's call)."""
+    from prunekit.train import supernet as supernet_module
+
+    seen: list[dict] = []
+    pending: dict = {}
+    original_apply, original_slice = supernet_module.SupernetState.apply, supernet_module.slice_optimizer_state
+
+    def apply(self, decision):
+        pending["reset"] = getattr(decision, "reset_channels", None) if decision is not None else None
+        return original_apply(self, decision)
+
+    def slice_state(bank, supernet, plan, groups):
+        reset = pending.get("reset")
+        if reset:
+            zero_channel_state_(bank, groups, reset)
+        sliced = original_slice(bank, supernet, plan, groups)
+        seen.append({"reset": reset, "plan": plan, "sliced": sliced, "groups": groups})
+        return sliced
+
+    monkeypatch.setattr(prune_regrow, "supports_reset_channels", lambda: True)
+    monkeypatch.setattr(supernet_module.SupernetState, "apply", apply)
+    monkeypatch.setattr(supernet_module, "slice_optimizer_state", slice_state)
+    sets = ["data.name=digits", "data.crop_padding=1", "data.flip=false", "model.name=small_cnn",
+            "train.epochs=4", "train.batch_size=64", "train.threads=1", "optim.lr=0.05", "optim.momentum=0.9",
+            "method.name=chex", "method.params.sparsity=0.5", "method.params.t_prune=4", "method.params.interval=2",
+            "method.params.delta0=0.3", "method.params.regrow_momentum=zero"]
+    Trainer(load_config(None, sets), tmp_path / "run", quiet=True).fit()
+    decisions = [r for r in io.read_jsonl(tmp_path / "run" / "metrics.jsonl") if r["kind"] == "decision"]
+    assert decisions[1]["momentum_reset"] > 0
+    with_reset = [s for s in seen if s["reset"]]
+    assert with_reset
+    for entry in with_reset:
+        groups = {g.name: g for g in entry["groups"]}
+        for name, channels in entry["reset"].items():
+            kept = entry["plan"].keep[name]
+            rows = [kept.index(c) for c in channels]  # the regrown channels' rows in the new subnet
+            others = [i for i in range(len(kept)) if i not in rows]
+            momentum = entry["sliced"][f"{groups[name].producers[0]}.weight"]["momentum_buffer"]
+            assert torch.count_nonzero(momentum[rows]) == 0
+            assert torch.count_nonzero(momentum[others]) > 0  # kept channels keep their momentum
