@@ -65,10 +65,9 @@ def zero_channel_state_(state: OptimizerState, groups: Sequence[ChannelGroup],
     (producers' output rows, the norms' scale and shift, consumers' input columns). Scalar entries (Adam's `step`)
     are left alone. Returns the number of elements zeroed.
 
-    CHEX's code trains masked weights, so a pruned channel's momentum decays towards zero while it is out and it
-    regrows from about zero; prunekit's bank keeps its state from the moment it left. (Under masked training the
-    consumers' input columns still see weight decay, so their momentum decays to wd * w / (1 - mu), not exactly
-    0; zeroing them is the closer of the two choices here.)"""
+    CHEX's code masks a pruned channel's output rows, BN scale and shift and the consumers' input columns after
+    every step but not the momentum; with zero weights and no gradient every one of these entries decays as mu^k,
+    so the channel regrows from about zero. prunekit's bank keeps its state from the moment it left."""
     by_name = {g.name: g for g in groups}
     zeroed = 0
     for name, chosen in channels.items():
