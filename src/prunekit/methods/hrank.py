@@ -158,13 +158,13 @@ class HRank(PruneOnceMethod):
     def on_train_start(self, ctx: TrainContext) -> Any:
         if ctx.groups is None:
             return super().on_train_start(ctx)
+        check_prune_epoch(self.params.prune_epoch, ctx.epochs, self.name)
         batches = self.batches_of_groups(ctx.groups)  # reports a bad rate list before training
         last = self.decision_epoch(max(0, len(batches) - 1))
         if last > ctx.epochs:
             raise UserError(f"hrank: the layerwise schedule prunes {len(batches)} times, every {self.params.interval} "
                             f"epochs from prune_epoch {self.params.prune_epoch}: its last decision (after epoch "
                             f"{last}) lies beyond train.epochs = {ctx.epochs}")
-        check_prune_epoch(self.params.prune_epoch, ctx.epochs, self.name)
         if self.params.prune_epoch == 0 and self.decisions_done == 0:
             return self._decide_next(ctx)
         return None
@@ -180,10 +180,9 @@ class HRank(PruneOnceMethod):
     def _decide_next(self, ctx: TrainContext) -> Decision:
         assert ctx.groups is not None
         batches = self.batches_of_groups(ctx.groups)
-        self._current = batches[self.decisions_done]
-        decision = self._decide(ctx)
+        decision = self._decide(ctx)  # make_plan cuts batches[decisions_done]
         decision.info.update({"decision": self.decisions_done, "decisions": len(batches),
-                              "groups": [g.name for g in self._current]})
+                              "groups": [g.name for g in batches[self.decisions_done]]})
         self.decisions_done += 1
         self.pruned = self.decisions_done >= len(batches)
         return decision
@@ -193,7 +192,7 @@ class HRank(PruneOnceMethod):
         if ctx.train_batches is None:
             raise RuntimeError("hrank needs ctx.train_batches to measure feature-map ranks")
         rates = rates_per_group(self.params.rates, ctx.groups)
-        chosen = self._current
+        chosen = self.batches_of_groups(ctx.groups)[self.decisions_done]  # the groups of this decision
         hooked = {g.name: hooked_modules(g, ctx.model) for g in chosen}
         modules = sorted({m for names in hooked.values() for m in names})
         # ctx.model is the network being trained: its group channels are the kept ones, in increasing order.
