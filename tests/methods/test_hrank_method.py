@@ -203,9 +203,9 @@ def test_layerwise_schedule_must_fit_in_the_run():
         method.on_train_start(context(constructed_model(), batches()))
 
 
-def layerwise_run(digits_config, epochs=6):
-    return digits_config(epochs, "hrank", "{prune_epoch: 1, rates: [0.25, 0.5, 0.5], rank_batches: 2, "
-                                          "interval: 2, schedule: layerwise}")
+def layerwise_run(digits_config, ranks="current"):
+    return digits_config(6, "hrank", "{prune_epoch: 1, rates: [0.25, 0.5, 0.5], rank_batches: 2, "
+                                     f"interval: 2, schedule: layerwise, ranks: {ranks}}}")
 
 
 def test_layerwise_digits_run_cuts_one_group_per_interval(tmp_path, digits_config):
@@ -222,6 +222,34 @@ def test_layerwise_digits_run_cuts_one_group_per_interval(tmp_path, digits_confi
         {"features.conv1": 12, "features.conv2": 16, "features.conv3": 32}]
 
 
-def test_layerwise_resume_between_two_decisions_is_exact(digits_config, check_exact_resume):
-    # killed in epoch 2 (index 1), after the first decision and before the second and third
-    check_exact_resume(layerwise_run(digits_config), lambda steps_per_epoch: steps_per_epoch + 3)
+@pytest.mark.parametrize("ranks", ["current", "once"])
+def test_layerwise_resume_between_two_decisions_is_exact(digits_config, check_exact_resume, ranks):
+    # killed in epoch 2 (index 1), after the first decision and before the second and third; with ranks: once
+    # the later decisions use the ranks stored at the first, which the resumed run must read from the checkpoint
+    check_exact_resume(layerwise_run(digits_config, ranks), lambda steps_per_epoch: steps_per_epoch + 3)
+
+
+def test_layerwise_ranks_once_reuses_the_first_decisions_ranks():
+    model, data = constructed_model(), batches()
+    full_ranks = numpy_mean_ranks(model, data)  # the network at the first decision, by hand
+    method = HRank(HRankParams(prune_epoch=1, rates=[3 / 16, 0.25, 0.0], rank_batches=2, ranks="once"))
+    ctx = context(model, data)
+    method.on_train_start(ctx)
+    first = method.on_epoch_end(0, ctx)
+    assert first.plan.keep["features.conv1"] == [c for c in range(16) if c not in RANK_ONE]
+    ctx.plan, ctx.model = first.plan, materialize(model, first.plan, ctx.groups)
+    # make conv2's current ranks differ: zero the subnet's bn2 scale, so ReLU(BN) is a constant map everywhere
+    with torch.no_grad():
+        ctx.model.features.bn2.weight.zero_()
+        ctx.model.features.bn2.bias.fill_(0.5)
+    second = method.on_epoch_end(1, ctx)
+    expected = sorted(np.argsort(full_ranks[1], kind="stable")[8:].tolist())  # floor(0.25 * 32) = 8 go
+    assert expected != list(range(8, 32))  # what the current (all rank 1, ties by index) ranks would keep
+    assert second.plan.keep["features.conv2"] == expected
+    assert second.info["mean_rank"]["features.conv2"] == pytest.approx(float(full_ranks[1].mean()), abs=1e-3)
+    # the stored ranks travel with the checkpoint
+    restored = HRank(method.params)
+    restored.load_state_tensors(method.state_tensors())
+    assert restored.stored_ranks.keys() == {"features.conv1", "features.conv2"}
+    assert np.allclose(restored.stored_ranks["features.conv1"].numpy(), full_ranks[0], atol=1e-5)
+    assert torch.equal(restored.stored_ranks["features.conv2"], method.stored_ranks["features.conv2"])

@@ -14,7 +14,9 @@ lowest-rank channels go (`criteria.hrank_keep`; at least `min_channels` stay). T
 
 Differences from the official code (research note classic_methods.md §3.1), all deliberate:
 - the official code ranks every layer once, on the pre-trained network (`rank_generation.py`), then prunes
-  layer by layer with those ranks; `layerwise` recomputes each group's ranks on the current network;
+  layer by layer with those ranks; `layerwise` recomputes each group's ranks on the current network by default
+  (`ranks: current`: here the network trains between decisions, so ranks from the first decision grow stale),
+  and `ranks: once` ranks every group at the first decision and reuses those ranks (kept in the checkpoint);
 - the official fine-tuning round per layer is a fixed number of epochs of its own (its own LR schedule); here
   it is `interval` epochs of the run's one schedule;
 - channels are removed physically (the official code only zeroes them);
@@ -80,6 +82,10 @@ class HRankParams(ChannelParams):
     interval: int = param(1, "layerwise: epochs of training between two decisions")
     groups_per_decision: int = param(1, "layerwise: channel groups pruned at each decision (1: one layer at a "
                                         "time, as the official code)")
+    ranks: Literal["current", "once"] = param(
+        "current", "layerwise: current ranks each decision's groups on the network as it is then (default: the "
+                   "network has trained since the first decision); once ranks every group at the first decision "
+                   "and reuses those ranks, as the official code ranks the pre-trained network once")
 
     def __post_init__(self) -> None:
         self.check_channel_params()
@@ -87,6 +93,8 @@ class HRankParams(ChannelParams):
             raise UserError(f"method.params.schedule must be layerwise or oneshot, got {self.schedule!r}")
         if self.interval < 1:
             raise UserError(f"method.params.interval must be >= 1, got {self.interval}")
+        if self.ranks not in ("current", "once"):
+            raise UserError(f"method.params.ranks must be current or once, got {self.ranks!r}")
         if self.groups_per_decision < 1:
             raise UserError(f"method.params.groups_per_decision must be >= 1, got {self.groups_per_decision}")
         values = (self.rates.values() if isinstance(self.rates, dict)
@@ -116,6 +124,13 @@ def rates_per_group(rates: float | list[float] | dict[str, float], groups: list[
     return {g.name: float(rates) for g in groups}
 
 
+def scatter_full(ranks: torch.Tensor, group: ChannelGroup, plan: ChannelPlan) -> torch.Tensor:
+    """Ranks of the kept channels as a full-width vector (removed channels: +inf, never chosen again)."""
+    full = torch.full((group.size,), float("inf"))
+    full[plan.kept(group)] = ranks.float().cpu()
+    return full
+
+
 def hooked_modules(group: ChannelGroup, model: nn.Module) -> list[str]:
     """The modules whose ReLU'd outputs are the group's feature maps: its BN, else its first producer; for a
     residual stream (several writers) every BatchNorm on it (one after each writer), whose ranks are averaged."""
@@ -140,6 +155,7 @@ class HRank(PruneOnceMethod):
         self.params = params
         self.channel_policy = params.policy
         self.decisions_done = 0  # layerwise: decisions taken so far
+        self.stored_ranks: dict[str, torch.Tensor] = {}  # ranks: once, {group name: (full width,) ranks}
 
     def batches_of_groups(self, groups: list[ChannelGroup]) -> list[list[ChannelGroup]]:
         """The groups each decision prunes: every group with a rate > 0, in network order, in runs of
@@ -192,26 +208,46 @@ class HRank(PruneOnceMethod):
         if ctx.train_batches is None:
             raise RuntimeError("hrank needs ctx.train_batches to measure feature-map ranks")
         rates = rates_per_group(self.params.rates, ctx.groups)
-        chosen = self.batches_of_groups(ctx.groups)[self.decisions_done]  # the groups of this decision
-        hooked = {g.name: hooked_modules(g, ctx.model) for g in chosen}
-        modules = sorted({m for names in hooked.values() for m in names})
-        # ctx.model is the network being trained: its group channels are the kept ones, in increasing order.
-        try:
-            ranks = collect_feature_map_ranks(ctx.model, modules, ctx.train_batches(), self.params.rank_batches)
-        except ValueError as exc:  # a model or data the rank estimate cannot use
-            raise UserError(str(exc)) from exc
+        batches = self.batches_of_groups(ctx.groups)
+        chosen = batches[self.decisions_done]  # the groups of this decision
         plan = ctx.plan or ChannelPlan()
+        once = self.params.ranks == "once" and self.params.schedule == "layerwise"
+        if once and not self.stored_ranks:  # the first decision ranks every group it will ever cut
+            everything = [g for batch in batches for g in batch]
+            first = self.measure(ctx, everything)
+            self.stored_ranks = {g.name: scatter_full(first[g.name], g, plan) for g in everything}
+        measured = ({g.name: self.stored_ranks[g.name][plan.kept(g)] for g in chosen} if once
+                    else self.measure(ctx, chosen))
         keep = dict(plan.keep)
         mean_ranks = {}
         for group in chosen:
             kept = plan.kept(group)
-            group_ranks = torch.stack([ranks[m] for m in hooked[group.name]]).mean(dim=0)
+            group_ranks = measured[group.name]
             # floor(rate * full width) filters go; counted against the full width when some are already gone
             n_prune = prune_count(group.size, rates[group.name]) - (group.size - len(kept))
             n_prune = min(len(kept), max(0, n_prune))
             keep[group.name] = [kept[i] for i in hrank_keep(group_ranks, n_prune, self.params.min_channels)]
             mean_ranks[group.name] = round(float(group_ranks.mean()), 3)
         return ChannelPlan(keep), {"mean_rank": mean_ranks, "rank_batches": self.params.rank_batches}
+
+    def measure(self, ctx: TrainContext, groups: list[ChannelGroup]) -> dict[str, torch.Tensor]:
+        """{group name: rank of each channel the trained model has (kept channels, increasing order)}."""
+        assert ctx.train_batches is not None
+        hooked = {g.name: hooked_modules(g, ctx.model) for g in groups}
+        modules = sorted({m for names in hooked.values() for m in names})
+        # ctx.model is the network being trained: its group channels are the kept ones, in increasing order.
+        try:
+            ranks = collect_feature_map_ranks(ctx.model, modules, ctx.train_batches(), self.params.rank_batches)
+        except ValueError as exc:  # a model or data the rank estimate cannot use
+            raise UserError(str(exc)) from exc
+        return {g.name: torch.stack([ranks[m] for m in hooked[g.name]]).mean(dim=0) for g in groups}
+
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        return {f"ranks.{name}": ranks for name, ranks in self.stored_ranks.items()}
+
+    def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        self.stored_ranks = {key.removeprefix("ranks."): value.clone() for key, value in tensors.items()
+                             if key.startswith("ranks.")}
 
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "decisions_done": self.decisions_done}
