@@ -1,18 +1,17 @@
 """CHEX as a training method: leverage-score selection among the active filters, and an end-to-end run."""
 
 import numpy as np
-import pytest
 import torch
 
 import prunekit.methods.chex  # noqa: F401  (registers "chex")
 from prunekit import io
 from prunekit.channels import ChannelPlan, channel_groups
+from prunekit.channels.optimizer_state import zero_channel_state_
 from prunekit.config import load_config
-from prunekit.errors import UserError
-from prunekit.methods import METHODS, build_method, prune_regrow
+from prunekit.methods import METHODS, build_method
 from prunekit.methods.base import TrainContext
 from prunekit.methods.chex import CHEX
-from prunekit.methods.prune_regrow import PruneRegrowParams, regrown_channels, zero_channel_state_
+from prunekit.methods.prune_regrow import PruneRegrowParams, regrown_channels
 from prunekit.models import create_model
 from prunekit.train.trainer import Trainer
 
@@ -98,22 +97,9 @@ def test_regrown_channels_are_those_the_old_plan_had_removed():
     assert regrown_channels(None, new, groups) == {}
 
 
-def nn_model():
-    return create_model("small_cnn", num_classes=10, in_channels=1)
-
-
-def test_regrow_momentum_zero_is_refused_until_the_state_hook_exists(monkeypatch):
-    method = CHEX(PruneRegrowParams(sparsity=0.5, t_prune=2, regrow_momentum="zero"))
-    ctx = TrainContext(model=nn_model(), optimizer=None, steps_per_epoch=1, epochs=4,
-                       example_inputs=torch.zeros(2, 1, 8, 8))
-    monkeypatch.setattr(prune_regrow, "supports_reset_channels", lambda: False)
-    with pytest.raises(UserError, match="regrow_momentum=zero"):
-        method.on_train_start(ctx)
-
-
-def test_regrow_momentum_zero_through_the_proposed_hook(tmp_path, monkeypatch):
-    """The hook proposed for SupernetState.apply_plan, simulated: the decision's reset_channels are zeroed in the
-    bank between absorbing the subnet's state and slicing it for the new plan (slice_optimizer_state's call)."""
+def test_regrow_momentum_zero_clears_regrown_channels_state(tmp_path, monkeypatch):
+    """Decision.reset_channels: SupernetState.apply_plan zeroes the bank at the regrown channels between absorbing
+    the subnet's state and slicing it for the new plan; watched at slice_optimizer_state's call."""
     from prunekit.train import supernet as supernet_module
 
     seen: list[dict] = []
@@ -121,18 +107,14 @@ def test_regrow_momentum_zero_through_the_proposed_hook(tmp_path, monkeypatch):
     original_apply, original_slice = supernet_module.SupernetState.apply, supernet_module.slice_optimizer_state
 
     def apply(self, decision):
-        pending["reset"] = getattr(decision, "reset_channels", None) if decision is not None else None
+        pending["reset"] = decision.reset_channels if decision is not None else None
         return original_apply(self, decision)
 
     def slice_state(bank, supernet, plan, groups):
-        reset = pending.get("reset")
-        if reset:
-            zero_channel_state_(bank, groups, reset)
         sliced = original_slice(bank, supernet, plan, groups)
-        seen.append({"reset": reset, "plan": plan, "sliced": sliced, "groups": groups})
+        seen.append({"reset": pending.get("reset"), "plan": plan, "sliced": sliced, "groups": groups})
         return sliced
 
-    monkeypatch.setattr(prune_regrow, "supports_reset_channels", lambda: True)
     monkeypatch.setattr(supernet_module.SupernetState, "apply", apply)
     monkeypatch.setattr(supernet_module, "slice_optimizer_state", slice_state)
     sets = ["data.name=digits", "data.crop_padding=1", "data.flip=false", "model.name=small_cnn",

@@ -8,6 +8,7 @@ channels share the kept channels' step count while their moments are from the la
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -118,3 +119,30 @@ def load_optimizer_state_by_name(optimizer: torch.optim.Optimizer, model: nn.Mod
             else:
                 installed[key] = _copy_value(value)
         optimizer.state[param] = installed
+
+
+def zero_channel_state_(state: OptimizerState, groups: Sequence[ChannelGroup],
+                        channels: dict[str, list[int]]) -> int:
+    """Zero, in place, every per-element entry (SGD momentum, Adam moments) of a full-width by-name optimizer
+    state (SupernetState.bank_state) at the given channels of each group: every position that carries one of them
+    (producers' output rows, the norms' scale and shift, consumers' input columns). Scalar entries (Adam's `step`)
+    are left alone. Returns the number of elements zeroed.
+
+    CHEX's code masks a pruned channel's output rows, BN scale and shift and the consumers' input columns after
+    every step but not the momentum; with zero weights and no gradient every one of these entries decays as mu^k,
+    so the channel regrows from about zero. prunekit's bank keeps its state from the moment it left."""
+    by_name = {g.name: g for g in groups}
+    zeroed = 0
+    for name, chosen in channels.items():
+        wanted = set(chosen)
+        for piece in by_name[name].slices:
+            positions = [p for p, c in zip(piece.positions, piece.channels, strict=True) if c in wanted]
+            entries = state.get(f"{piece.module}.{piece.tensor}")
+            if not positions or not entries:
+                continue
+            for value in entries.values():
+                if isinstance(value, torch.Tensor) and value.dim() > piece.dim:
+                    index = torch.tensor(positions, dtype=torch.long, device=value.device)
+                    value.index_fill_(piece.dim, index, 0)
+                    zeroed += value.numel() // value.shape[piece.dim] * len(positions)
+    return zeroed

@@ -86,6 +86,9 @@ class Decision:
     plan: Any | None = None  # prunekit.channels.ChannelPlan
     masks: dict[str, torch.Tensor] | None = None
     info: dict[str, Any] = field(default_factory=dict)  # logged with the event
+    # With a plan: {group: supernet channels} whose optimizer state (momentum, Adam moments) is zeroed before the
+    # new subnet gets its sliced state (CHEX: regrown channels start without their old momentum).
+    reset_channels: dict[str, list[int]] | None = None
 
 
 class Method:

@@ -15,7 +15,6 @@ from typing import Any, ClassVar, Literal
 import torch
 
 from prunekit.channels import ChannelGroup, ChannelPlan, kept_indices
-from prunekit.channels.optimizer_state import OptimizerState
 from prunekit.channels.readers import dependency_order, filter_inputs, group_filters, group_gammas
 from prunekit.criteria import (
     fully_pruned_keep,
@@ -58,39 +57,6 @@ def regrown_channels(old: ChannelPlan | None, new: ChannelPlan, groups: Sequence
     return {name: channels for name, channels in grown.items() if channels}
 
 
-def zero_channel_state_(state: OptimizerState, groups: Sequence[ChannelGroup],
-                        channels: dict[str, list[int]]) -> int:
-    """Zero, in place, every per-element entry (SGD momentum, Adam moments) of a full-width by-name optimizer
-    state (SupernetState.bank_state) at the given channels of each group: every position that carries one of them
-    (producers' output rows, the norms' scale and shift, consumers' input columns). Scalar entries (Adam's `step`)
-    are left alone. Returns the number of elements zeroed.
-
-    CHEX's code masks a pruned channel's output rows, BN scale and shift and the consumers' input columns after
-    every step but not the momentum; with zero weights and no gradient every one of these entries decays as mu^k,
-    so the channel regrows from about zero. prunekit's bank keeps its state from the moment it left."""
-    by_name = {g.name: g for g in groups}
-    zeroed = 0
-    for name, chosen in channels.items():
-        wanted = set(chosen)
-        for piece in by_name[name].slices:
-            positions = [p for p, c in zip(piece.positions, piece.channels, strict=True) if c in wanted]
-            entries = state.get(f"{piece.module}.{piece.tensor}")
-            if not positions or not entries:
-                continue
-            for value in entries.values():
-                if isinstance(value, torch.Tensor) and value.dim() > piece.dim:
-                    index = torch.tensor(positions, dtype=torch.long, device=value.device)
-                    value.index_fill_(piece.dim, index, 0)
-                    zeroed += value.numel() // value.shape[piece.dim] * len(positions)
-    return zeroed
-
-
-def supports_reset_channels() -> bool:
-    """Whether `Decision` has the `reset_channels` field (channels whose optimizer state SupernetState.apply_plan
-    zeroes, with `zero_channel_state_`, between absorbing the subnet's state and slicing the new one)."""
-    return "reset_channels" in {f.name for f in dataclasses.fields(Decision)}
-
-
 def round_up(count: int, round_to: int, size: int) -> int:
     """`count` rounded up to a multiple of `round_to`, at most `size` (ChannelPlan.rounded's rule)."""
     return min(size, -(-count // round_to) * round_to)
@@ -126,8 +92,7 @@ class PruneRegrowParams(ChannelParams):
     min_channels: int = param(1, MIN_CHANNELS_HELP)
     regrow_momentum: Literal["restore", "zero"] = param(
         "restore", "optimizer state of a regrown channel: restore (the state it had when it was pruned) or zero "
-                   "(CHEX's code, where a masked channel's momentum decays to about 0). zero needs the training "
-                   "state's Decision.reset_channels hook; default restore until that hook lands")
+                   "(CHEX's code, where a masked channel's momentum decays to about 0)")
 
     def __post_init__(self) -> None:
         self.check_channel_params()
@@ -207,9 +172,6 @@ class PruneRegrowMethod(Method):
         self.macs = PlanMacs(ctx.supernet, self.groups, ctx.example_inputs)
 
     def on_train_start(self, ctx: TrainContext) -> Decision | None:
-        if self.params.regrow_momentum == "zero" and not supports_reset_channels():
-            raise UserError(f"{self.name}: method.params.regrow_momentum=zero needs Decision.reset_channels, which "
-                            f"this version's training state does not have yet; use regrow_momentum=restore")
         self._prepare(ctx)
         if ctx.plan is not None:  # resumed: the plan in force comes from the checkpoint
             return None
@@ -334,12 +296,10 @@ class PruneRegrowMethod(Method):
             info["coverage_rate"] = covered_total / max(1, clusters_total)
             info["coverage_rate_per_group"] = coverage
         info.update(self._macs_info(new_plan))
-        decision = Decision(plan=new_plan, info=info)
-        if p.regrow_momentum == "zero":
-            reset = regrown_channels(plan, new_plan, self.groups)
-            decision.reset_channels = reset  # type: ignore[attr-defined]  # the proposed Decision field
+        reset = regrown_channels(plan, new_plan, self.groups) if p.regrow_momentum == "zero" else None
+        if reset is not None:
             info["momentum_reset"] = sum(len(c) for c in reset.values())
-        return decision
+        return Decision(plan=new_plan, info=info, reset_channels=reset)
 
     # ------------------------------------------------------------------ MACs targets
     def _counts(self, kept: Sequence[int]) -> list[int]:
@@ -390,6 +350,4 @@ __all__ = [
     "is_decision_epoch",
     "regrown_channels",
     "round_up",
-    "supports_reset_channels",
-    "zero_channel_state_",
 ]

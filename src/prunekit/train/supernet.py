@@ -39,7 +39,7 @@ from prunekit.channels import (
     require_prunable,
     slice_optimizer_state,
 )
-from prunekit.channels.optimizer_state import OptimizerState
+from prunekit.channels.optimizer_state import OptimizerState, zero_channel_state_
 from prunekit.measure import count_macs, count_params
 from prunekit.methods.base import ChannelContext, Decision, Method, TrainContext
 from prunekit.weights import WeightMasks, zero_changed_state_
@@ -136,7 +136,7 @@ class SupernetState:
         if decision.plan is not None:
             if self.groups is None:
                 raise RuntimeError("a method returned a channel plan but declares no channel_policy")
-            record.update(self.apply_plan(decision.plan))
+            record.update(self.apply_plan(decision.plan, decision.reset_channels))
             record["kept"] = {name: len(idx) for name, idx in decision.plan.keep.items()}
         if full_masks is not None:
             record.update(self.set_masks(full_masks))
@@ -197,9 +197,9 @@ class SupernetState:
         device = next(self.model.parameters()).device
         return WeightMasks({name: mask.to(device) for name, mask in sub.items()})
 
-    def apply_plan(self, plan: ChannelPlan) -> dict[str, Any]:
-        """Absorb the subnet's optimizer state into the bank, materialize `plan`, and rebuild the optimizer with
-        the sliced state. Weights must already be absorbed (`sync`)."""
+    def apply_plan(self, plan: ChannelPlan, reset_channels: dict[str, list[int]] | None = None) -> dict[str, Any]:
+        """Absorb the subnet's optimizer state into the bank, zero it at `reset_channels`, materialize `plan`, and
+        rebuild the optimizer with the sliced state. Weights must already be absorbed (`sync`)."""
         before = {"macs_before": self.macs, "params_before": count_params(self.model)}
         plan.validate(self.groups)
         if plan.keep != (self.plan.keep if self.plan is not None else None):
@@ -210,6 +210,8 @@ class SupernetState:
             absorb_optimizer_state(state, self.bank_state, self.supernet, self.plan, self.groups)
         else:
             self.bank_state = state
+        if reset_channels:
+            zero_channel_state_(self.bank_state, self.groups, reset_channels)
         self.plan = plan
         self._set_model(self.prepare(materialize(self.supernet, plan, self.groups)),
                         slice_optimizer_state(self.bank_state, self.supernet, plan, self.groups))
