@@ -104,3 +104,17 @@ def test_channel_unit_refuses_weight_only_settings(tmp_path):
     preset.write_text("data: {name: digits}\nmodel: {name: mlp, kwargs: {input_size: 8}}\nlottery: {unit: chan}\n")
     with pytest.raises(UserError, match="lottery.unit"):
         load_lottery_config(preset)
+
+
+def test_lmc_of_a_structured_level_runs_on_the_subnet(tmp_path):
+    from prunekit.lottery.lmc import run_lmc
+
+    lot = LotteryConfig(unit="channels", levels=1, rate=0.3, mode="weight_rewind", rewind_step="5it")
+    driver = LotteryDriver(channel_cfg(), lot, tmp_path / "lot", quiet=True)
+    driver.run()
+    start = driver.level_start(1)
+    assert start.plan is not None and start.masks is None
+    result = run_lmc(driver.level_cfg(1), start, tmp_path / "lmc", driver.probe(), points=3)
+    errors = result.path["errors"]["test"]
+    final = io.read_json(tmp_path / "lmc" / "copy_a" / "summary.json")
+    assert abs((1 - errors[0]) - final["test_accuracy"]) < 1e-9  # alpha 0 is copy A, evaluated as the subnet

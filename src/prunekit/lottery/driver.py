@@ -164,6 +164,12 @@ class LotteryDriver:
         weights, _ = self.final(level - 1)  # lr_rewind, finetune: the trained weights
         return StartPoint(weights=weights, masks=mask, step=self.rewind_step)
 
+    def level_start(self, level: int) -> StartPoint:
+        """The start point level `level` trains from, as the Trainer gets it (a channel ticket as its plan)."""
+        if level == 0:
+            return StartPoint(weights=self.initial_weights(), step=0)
+        return self.pruner.prepare_start(self.start_point(level, self.mask(level)), self.probe())
+
     def control_start(self, control: str, level: int, ticket: StartPoint) -> StartPoint:
         """reinit: the ticket's mask on fresh random weights; random_prune: a random mask of the ticket's
         per-tensor densities on the ticket's start weights (OpenLTH branches)."""

@@ -6,7 +6,9 @@ theta(alpha) = (1 - alpha) theta_A + alpha theta_B, and the error barrier (their
 
     barrier = max_alpha err(theta(alpha)) - (err(theta_A) + err(theta_B)) / 2
 
-is reported for the train and test sets. A sparse network (a lottery level) keeps its mask along the path.
+is reported for the train and test sets. A sparse network (a lottery level) keeps its mask along the path; a
+structured ticket (a start point with a channel plan) is interpolated and evaluated as its physically smaller
+subnet.
 
 Interpolation covers every floating-point tensor of the state_dict (BatchNorm running statistics included, as
 the interpolated network is evaluated in eval mode); integer buffers (num_batches_tracked) are copied from A.
@@ -29,6 +31,7 @@ import torch
 from torch import nn
 
 from prunekit import io
+from prunekit.channels import materialize
 from prunekit.config import RunConfig
 from prunekit.seeding import derived_seed
 from prunekit.train import checkpoint as ckpt
@@ -123,7 +126,10 @@ def run_lmc(cfg: RunConfig, start: StartPoint, root: str | Path, probe: Trainer,
         return evaluate(model, test_loader)[1]
 
     masks = dict(start.masks) if start.masks is not None else None
-    path = evaluate_path(probe.state.supernet, a, b, {"train": train_acc, "test": test_acc}, points, masks)
+    model = probe.state.supernet
+    if start.plan is not None:  # a structured ticket: the copies trained (and are interpolated as) the subnet
+        model = materialize(model, start.plan, probe.state.groups)
+    path = evaluate_path(model, a, b, {"train": train_acc, "test": test_acc}, points, masks)
     result = LmcResult(path=path, start_step=start.step)
     io.write_json(root / "lmc.json", result.to_json())
     io.write_bytes(root / "lmc.png", plot(result))
