@@ -25,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
         if level == 0:
             start = StartPoint(weights=driver.rewind_weights(), step=driver.rewind_step)
         else:
-            start = driver.start_point(level, driver.mask(level))
+            start = driver.level_start(level)  # a channel ticket arrives as its plan
         cfg = driver.level_cfg(level)
         out = Path(args.out) if args.out else Path(args.lottery) / f"lmc_level_{level:02d}"
     else:
