@@ -11,11 +11,25 @@ selection step: column subset selection by leverage scores of the active filters
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Literal
+
 import torch
 
 from prunekit.criteria import chex_leverage_select
 from prunekit.methods import METHODS
+from prunekit.methods.params import param
 from prunekit.methods.prune_regrow import GroupSelection, PruneRegrowMethod, PruneRegrowParams
+
+
+@dataclasses.dataclass
+class CHEXParams(PruneRegrowParams):
+    """REPrune's parameters with CHEX's default for regrown channels: their optimizer state starts at zero, as in
+    CHEX's code (a masked channel's momentum decays to about 0 while it is out)."""
+
+    regrow_momentum: Literal["restore", "zero"] = param(
+        "zero", "optimizer state of a regrown channel: zero (CHEX's code) or restore (the state it had when it "
+                "was pruned)")
 
 
 @METHODS.register("chex")
@@ -26,7 +40,7 @@ class CHEX(PruneRegrowMethod):
     summary = ("prune and regrow channels during training: global BN-scale allocation, leverage-score "
                "selection, projection-residual regrowth")
     paper = "Hou et al., CHEX: CHannel EXploration for CNN Model Compression, CVPR 2022"
-    Params = PruneRegrowParams
+    Params = CHEXParams
 
     def select(self, filters: torch.Tensor, n_keep: int, active: list[int], seed: int) -> GroupSelection:
         """Keep the n_keep active filters with the largest leverage scores (rank n_keep; filter L1 norm where
