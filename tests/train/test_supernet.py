@@ -4,51 +4,12 @@ import torch
 import torch.nn.functional as F
 
 from prunekit.channels import materialize
-from prunekit.config import MethodConfig
 from prunekit.measure import count_macs
-from prunekit.methods import build_method
 from prunekit.models import create_model
 from prunekit.train.supernet import SupernetState
 
 
 def test_readme_loop_prunes_and_trains_the_physical_subnet():
-    torch.manual_seed(0)
-    model = create_model("small_cnn", num_classes=4, in_channels=1)
-    example_inputs = torch.zeros(2, 1, 8, 8)
-    batches = [(torch.randn(16, 1, 8, 8), torch.randint(0, 4, (16,))) for _ in range(3)]
-    epochs = 4
-    method = build_method(MethodConfig("reprune", {"sparsity": 0.5, "t_prune": 4, "interval": 2}))
-    state = SupernetState(model, example_inputs, method.channel_policy,
-                          make_optimizer=lambda m: torch.optim.SGD(m.parameters(), lr=0.05, momentum=0.9))
-    ctx = state.context(steps_per_epoch=len(batches), epochs=epochs)
-    dense_macs = state.macs
-    state.apply(method.on_train_start(ctx))
-    for epoch in range(epochs):
-        for x, y in batches:
-            loss = F.cross_entropy(state.model(x), y) + method.regularizer(state.model)
-            state.optimizer.zero_grad()
-            loss.backward()
-            method.after_backward(state.model)
-            state.optimizer.step()
-            method.after_step(state.model)
-        state.sync()
-        state.apply(method.on_epoch_end(epoch, ctx))
-    small = state.model
-    assert count_macs(small, example_inputs) == state.macs < dense_macs
-    # the optimizer steps on the subnet's own (smaller) parameters
-    assert {id(p) for g in state.optimizer.param_groups for p in g["params"]} == {id(p) for p in small.parameters()}
-    # after sync, the supernet holds the subnet's weights at the kept channels: materializing reproduces it
-    state.sync()
-    again = materialize(state.supernet, state.plan, state.groups)
-    x = torch.randn(5, 1, 8, 8)
-    small.eval()
-    again.eval()
-    with torch.no_grad():
-        assert torch.equal(small(x), again(x))
-    assert ctx.model is small and ctx.optimizer is state.optimizer and ctx.plan is state.plan
-
-
-def test_readme_own_loop_with_the_short_names():
     """The README's own-loop example as written there (top-level names, state.step, step-level decisions)."""
     import prunekit
 
@@ -61,6 +22,7 @@ def test_readme_own_loop_with_the_short_names():
     state = prunekit.SupernetState(model, example_inputs, method.channel_policy, method=method,
                                    make_optimizer=lambda m: torch.optim.SGD(m.parameters(), lr=0.05, momentum=0.9))
     ctx = state.context(steps_per_epoch=len(loader), epochs=epochs)
+    dense_macs = state.macs
     state.apply(method.on_train_start(ctx))
     step = 0
     for epoch in range(epochs):
@@ -75,8 +37,19 @@ def test_readme_own_loop_with_the_short_names():
             state.apply(method.on_step_end(step, ctx))
         state.sync()                                 # subnet -> supernet
         state.apply(method.on_epoch_end(epoch, ctx)) # a new plan: the subnet shrinks (or regrows)
-    small_model = state.model
-    assert count_macs(small_model, example_inputs) < count_macs(state.supernet, example_inputs)
+    small = state.model
+    assert count_macs(small, example_inputs) == state.macs < dense_macs
+    # the optimizer steps on the subnet's own (smaller) parameters
+    assert {id(p) for g in state.optimizer.param_groups for p in g["params"]} == {id(p) for p in small.parameters()}
+    # after sync, the supernet holds the subnet's weights at the kept channels: materializing reproduces it
+    state.sync()
+    again = materialize(state.supernet, state.plan, state.groups)
+    x = torch.randn(5, 1, 8, 8)
+    small.eval()
+    again.eval()
+    with torch.no_grad():
+        assert torch.equal(small(x), again(x))
+    assert ctx.model is small and ctx.optimizer is state.optimizer and ctx.plan is state.plan
 
 
 def test_dense_state_trains_the_supernet_itself():
