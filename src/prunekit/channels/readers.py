@@ -13,13 +13,14 @@ values at channels a plan removed) and returns float64 CPU tensors in group chan
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from prunekit.channels.groups import ChannelGroup, is_plain_weight_layer
+from prunekit.channels.groups_base import ChannelSlice
 from prunekit.channels.plan import ChannelPlan
 from prunekit.channels.surgery import KeptIndices, kept_indices
 from prunekit.criteria.magnitude import l1_filter_norms
@@ -67,6 +68,18 @@ def group_gammas(supernet: nn.Module, group: ChannelGroup, plan: ChannelPlan | N
     return scores
 
 
+def weight_slices(model: nn.Module, group: ChannelGroup,
+                  dims: tuple[int, ...] = (0,)) -> Iterator[tuple[ChannelSlice, nn.Module]]:
+    """(slice, module) for each slice of `group` on the weight of a plain conv/linear layer along one of `dims`
+    (0: the rows that write the group, 1: the columns that read it). Depthwise convs are left out."""
+    for piece in group.slices:
+        if piece.tensor != "weight" or piece.dim not in dims:
+            continue
+        module = model.get_submodule(piece.module)
+        if is_plain_weight_layer(module):
+            yield piece, module
+
+
 def group_filters(supernet: nn.Module, group: ChannelGroup, plan: ChannelPlan | None,
                   groups: Sequence[ChannelGroup], inputs: KeptIndices | None = None) -> torch.Tensor | None:
     """The filters that write `group`, as a (size, inputs, kernel) float64 CPU tensor: row c is channel c.
@@ -83,12 +96,7 @@ def group_filters(supernet: nn.Module, group: ChannelGroup, plan: ChannelPlan | 
     if inputs is None:
         inputs = kept_indices(supernet, list(groups), plan) if plan is not None else {}
     parts: list[torch.Tensor] = []
-    for piece in group.slices:
-        if piece.tensor != "weight" or piece.dim != 0:
-            continue
-        module = supernet.get_submodule(piece.module)
-        if not is_plain_weight_layer(module):
-            continue
+    for piece, module in weight_slices(supernet, group):
         weight = module.weight.detach().to("cpu", torch.float64)
         in_keep = inputs.get((piece.module, "weight"), {}).get(1)
         if in_keep is not None:
@@ -114,12 +122,10 @@ def filter_inputs(groups: Sequence[ChannelGroup], model: nn.Module) -> dict[str,
     writers: dict[str, set[str]] = {g.name: set() for g in groups}
     readers: dict[str, set[str]] = {}  # module -> groups it reads on dim 1
     for group in groups:
-        for piece in group.slices:
-            if piece.tensor != "weight" or not is_plain_weight_layer(model.get_submodule(piece.module)):
-                continue
+        for piece, _ in weight_slices(model, group, dims=(0, 1)):
             if piece.dim == 0:
                 writers[group.name].add(piece.module)
-            elif piece.dim == 1:
+            else:
                 readers.setdefault(piece.module, set()).add(group.name)
     return {name: set().union(*(readers.get(m, set()) for m in modules)) - {name}
             for name, modules in writers.items()}
@@ -175,12 +181,7 @@ def masked_copy(supernet: nn.Module, plan: ChannelPlan | None, groups: Sequence[
 def group_square_norms(model: nn.Module, group: ChannelGroup) -> torch.Tensor:
     """Per channel of `group`: sum of squared weights over every conv/linear slice that writes or reads it."""
     total = torch.zeros(group.size, dtype=torch.float64)
-    for piece in group.slices:
-        if piece.tensor != "weight" or piece.dim not in (0, 1):
-            continue
-        module = model.get_submodule(piece.module)
-        if not is_plain_weight_layer(module):
-            continue
+    for piece, module in weight_slices(model, group, dims=(0, 1)):
         weight = module.weight.detach().to("cpu", torch.float64)
         other = [d for d in range(weight.dim()) if d != piece.dim]
         per_position = weight.pow(2).sum(dim=other)
@@ -194,12 +195,7 @@ def l1_group_scores(model: nn.Module, group: ChannelGroup) -> torch.Tensor:
 
     A single-producer group gets exactly `l1_filter_norms` of its producer."""
     total = torch.zeros(group.size, dtype=torch.float64)
-    for piece in group.slices:
-        if piece.tensor != "weight" or piece.dim != 0:
-            continue
-        module = model.get_submodule(piece.module)
-        if not is_plain_weight_layer(module):
-            continue
+    for piece, module in weight_slices(model, group):
         norms = l1_filter_norms(module.weight).to("cpu", torch.float64)
         channels = torch.tensor(piece.channels, dtype=torch.long)
         total.index_add_(0, channels, norms[list(piece.positions)])
@@ -224,12 +220,7 @@ def sparse_sides(model: nn.Module, group: ChannelGroup,
     """
     writers: list[torch.Tensor] = []
     readers: list[torch.Tensor] = []
-    for piece in group.slices:
-        if piece.tensor != "weight" or piece.dim not in (0, 1):
-            continue
-        module = model.get_submodule(piece.module)
-        if not is_plain_weight_layer(module):
-            continue
+    for piece, _ in weight_slices(model, group, dims=(0, 1)):
         side = "output" if piece.dim == 0 else "input"
         vector = _per_channel_all(masks[piece.module][side], piece.positions, piece.channels, group.size)
         (writers if side == "output" else readers).append(vector)
