@@ -43,6 +43,7 @@ from prunekit.channels.optimizer_state import OptimizerState, zero_channel_state
 from prunekit.measure import count_macs, count_params
 from prunekit.methods.base import ChannelContext, Decision, Method, TrainContext
 from prunekit.weights import WeightMasks, zero_changed_state_
+from prunekit.weights.optimizer_state import live_state_by_name
 
 
 class SupernetState:
@@ -165,8 +166,9 @@ class SupernetState:
         old_full = dict(self.masks or {})
         self.masks = masks
         self.model_masks = self._slice_masks(masks)
-        changed = zero_changed_state_(self.optimizer, self.model, old_model_masks, self.model_masks)
-        self._zero_bank(old_full, masks)
+        changed = zero_changed_state_(live_state_by_name(self.optimizer, self.model), old_model_masks,
+                                      self.model_masks)
+        zero_changed_state_(self.bank_state, old_full, masks)
         with torch.no_grad():
             if self.pruned:
                 masks.apply_(self.supernet)
@@ -174,18 +176,6 @@ class SupernetState:
         if self.ctx is not None:
             self.ctx.masks, self.ctx.model_masks = self.masks, self.model_masks
         return {"density": masks.density(), "masked_tensors": len(masks), "mask_changes": changed}
-
-    def _zero_bank(self, old: Mapping[str, torch.Tensor], new: WeightMasks) -> None:
-        for name, entry in self.bank_state.items():
-            if name not in old and name not in new:
-                continue
-            shape = tuple(new[name].shape) if name in new else tuple(old[name].shape)
-            before = old.get(name, torch.ones(shape, dtype=torch.bool))
-            after = new[name] if name in new else torch.ones(shape, dtype=torch.bool)
-            changed = before.cpu() != after.cpu()
-            for value in entry.values():
-                if isinstance(value, torch.Tensor) and tuple(value.shape) == shape:
-                    value.masked_fill_(changed.to(value.device), 0)
 
     def _kept(self) -> dict:
         return kept_indices(self.supernet, self.groups, self.plan) if self.pruned else {}
