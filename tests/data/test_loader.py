@@ -135,3 +135,15 @@ def test_flip_off_and_unaugmented_batches_are_the_stored_images():
 def test_mean_std_length_must_match_channels():
     with pytest.raises(ValueError, match="3 values"):
         BatchLoader(indexed_dataset(), 4, mean=(0.5,), std=(0.2,), shuffle=True, augment=True)
+
+
+def test_global_batch_samples_counts_the_whole_batch_whatever_the_shard():
+    from prunekit.data import BatchLoader
+    from prunekit.data.dataset import ImageDataset
+
+    images = torch.zeros(10, 1, 2, 2, dtype=torch.uint8)
+    loader = BatchLoader(ImageDataset(images, torch.zeros(10, dtype=torch.long), ["a", "b"]), 4, mean=[0.0], std=[1.0],
+                         shuffle=False, augment=False)
+    loader.rank, loader.world = 1, 2
+    assert [loader.global_batch_samples(s) for s in range(len(loader))] == [4, 4, 2]
+    assert [len(y) for _, y in loader.iterate(0)] == [2, 2, 1]

@@ -58,6 +58,7 @@ def test_two_processes_keep_replicas_identical_and_match_one_process(tmp_path, m
         # Same global batches, gradients averaged over the two halves; BatchNorm normalises each half on its own,
         # so the runs are not bitwise equal. Stated tolerance: 5 points of test accuracy, 10% of the final loss.
         assert abs(two["test_accuracy"] - one["test_accuracy"]) <= 0.05
+        assert two["train_flops"] == one["train_flops"]  # the ledger counts the global batches
         assert abs(two["test_loss"] - one["test_loss"]) <= 0.1 * one["test_loss"]
     elif method is REPRUNE:
         # Each run's allocation follows its own BN scales, so only the total kept (the sparsity) must agree.

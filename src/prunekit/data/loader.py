@@ -84,6 +84,10 @@ class BatchLoader:
         n = len(self.dataset)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
+    def global_batch_samples(self, step: int) -> int:
+        """Samples in batch `step` of an epoch over all processes (this process sees its share of them)."""
+        return max(0, min(self.batch_size, len(self.dataset) - step * self.batch_size))
+
     def epoch_order(self, epoch: int) -> torch.Tensor:
         """Dataset indices in the order epoch `epoch` visits them."""
         n = len(self.dataset)

@@ -49,7 +49,7 @@ class EpochTally:
     loss_sum: float = 0.0
     correct: int = 0
     seen: int = 0
-    segment_samples: int = 0  # samples since the architecture last changed (for the cost ledger)
+    segment_samples: int = 0  # global samples since the architecture last changed (for the cost ledger)
     data_time_s: float = 0.0
     elapsed_s: float = 0.0  # time spent in this epoch before a resume
     lr: float = 0.0
@@ -209,7 +209,8 @@ class TrainingLoop:
         self.ctx.step = self.step
         sums.add(loss.detach(), logits.detach(), labels)
         self.tally.lr = lr
-        self.tally.segment_samples += labels.numel()
+        # the cost ledger counts the global batch (every process's share), the loss and accuracy sums this one's
+        self.tally.segment_samples += self.loader.global_batch_samples((self.step - 1) % self.steps_per_epoch)
         decision = method.on_step_end(self.step, self.ctx)
         if self.agree is not None:
             decision = self.agree(decision)
