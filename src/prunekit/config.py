@@ -36,6 +36,9 @@ class DataConfig:
     crop_padding: int = 4
     flip: bool = True
     normalize: bool = True
+    # Hold the whole dataset on train.device as uint8 and gather, crop, flip and normalise every batch there (no
+    # per-batch host copy; the batches are bitwise those of the host path). For a GPU; on the CPU it changes nothing.
+    on_device: bool = False
     # synthetic source only
     synthetic_size: int = 512
     synthetic_shape: tuple[int, int, int] = (3, 32, 32)
@@ -79,6 +82,10 @@ class TrainConfig:
     label_smoothing: float = 0.0
     channels_last: bool = False
     amp: bool = False  # bfloat16 autocast (CPU and CUDA; needs no loss scaling)
+    # torch.compile the training module (forward and backward); compiled again for each new subnet a decision
+    # makes. Off by default: on the CPU compiling takes longer than it saves on short runs (benchmarks/RESULTS.md).
+    compile: bool = False
+    compile_mode: Literal["default", "reduce-overhead", "max-autotune"] = "default"  # reduce-overhead: CUDA graphs
     seed: int = 0  # initialisation seed (and data order unless data_seed is set)
     data_seed: int | None = None  # order, augmentation and dropout of the training batches; None: seed
     device: str = "cpu"  # cpu | cuda | cuda:N | auto

@@ -147,3 +147,34 @@ def test_global_batch_samples_counts_the_whole_batch_whatever_the_shard():
     loader.rank, loader.world = 1, 2
     assert [loader.global_batch_samples(s) for s in range(len(loader))] == [4, 4, 2]
     assert [len(y) for _, y in loader.iterate(0)] == [2, 2, 1]
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"augment": False}, {"shuffle": False, "channels_last": True},
+                                    {"drop_last": True, "flip": False, "crop_padding": 0}])
+def test_resident_loader_gives_the_host_loaders_batches_bitwise(kwargs):
+    ds = indexed_dataset()
+    for epoch, start in ((0, 0), (2, 3)):
+        host = list(loader(ds, **kwargs).iterate(epoch, start_step=start))
+        resident = list(loader(ds, resident=True, **kwargs).iterate(epoch, start_step=start))
+        assert len(host) == len(resident) > 0
+        for (a, la), (b, lb) in zip(host, resident, strict=True):
+            assert torch.equal(a, b) and torch.equal(la, lb)
+            assert a.stride() == b.stride()
+
+
+def test_resident_loader_shards_like_the_host_loader():
+    ds = indexed_dataset()
+    for rank in (0, 1):
+        host, resident = loader(ds), loader(ds, resident=True)
+        for one in (host, resident):
+            one.rank, one.world = rank, 2
+        for (a, la), (b, lb) in zip(host.iterate(1), resident.iterate(1), strict=True):
+            assert torch.equal(a, b) and torch.equal(la, lb)
+
+
+def test_on_device_shares_a_copy_already_there():
+    from prunekit.data.loader import on_device
+
+    ds = indexed_dataset()
+    assert on_device(ds, "cpu") is ds
+    assert loader(ds, resident=True).dataset is ds

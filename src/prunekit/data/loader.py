@@ -4,6 +4,10 @@ Randomness is a pure function of (seed, epoch): the shuffle order, crop offsets 
 drawn up front from generators seeded by (seed, epoch, purpose), and batch k takes slice k of them. So
 `iterate(e)` twice gives identical batches and `iterate(e, start_step=k)` continues exactly where an
 interrupted epoch stopped.
+
+With `resident=True` the dataset itself is held on the training device (uint8, moved once) and every batch is
+gathered, cropped, flipped and normalised there: no per-batch host work or copy (the GPU path). The batches are
+bitwise those of the host path, which gathers the uint8 batch on the host and copies it before augmenting.
 """
 
 from __future__ import annotations
@@ -47,20 +51,33 @@ def crop_and_flip(images: torch.Tensor, offsets: torch.Tensor, flips: torch.Tens
     return padded.reshape(b, c, hp * wp).gather(2, flat).reshape(b, c, h, w)
 
 
+def on_device(dataset: ImageDataset, device: torch.device | str) -> ImageDataset:
+    """`dataset` with its images and labels on `device` (the dataset itself when they are there already), so that
+    several loaders over one split share one device copy."""
+    device = torch.device(device)
+    if dataset.images.device == device and dataset.labels.device == device:
+        return dataset
+    return ImageDataset(dataset.images.to(device), dataset.labels.to(device), list(dataset.classes))
+
+
 class BatchLoader:
-    """Iterate over a dataset in batches: (float32 normalised N x C x H x W on `device`, int64 labels)."""
+    """Iterate over a dataset in batches: (float32 normalised N x C x H x W on `device`, int64 labels).
+
+    `resident`: hold the dataset on `device` and gather batches there (see the module docstring)."""
 
     def __init__(self, dataset: ImageDataset, batch_size: int, *, mean: Sequence[float],
                  std: Sequence[float], shuffle: bool, augment: bool, crop_padding: int = 4, flip: bool = True,
                  normalize: bool = True, drop_last: bool = False, device: torch.device | str = "cpu",
-                 channels_last: bool = False, seed: int = 0) -> None:
+                 channels_last: bool = False, seed: int = 0, resident: bool = False) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         channels = dataset.shape[0]
         if normalize and (len(mean) != channels or len(std) != channels):
             raise ValueError(f"mean/std need {channels} values for {channels}-channel images, "
                              f"got {len(mean)} and {len(std)}")
-        self.dataset = dataset
+        self.device = torch.device(device)
+        self.resident = resident
+        self.dataset = on_device(dataset, self.device) if resident else dataset
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.augment = augment
@@ -68,7 +85,6 @@ class BatchLoader:
         self.flip = flip
         self.normalize = normalize
         self.drop_last = drop_last
-        self.device = torch.device(device)
         self.channels_last = channels_last
         self.seed = seed
         # Distributed training: this process takes positions rank, rank + world, ... of every global batch, so
@@ -112,13 +128,20 @@ class BatchLoader:
         if not 0 <= start_step <= steps:
             raise ValueError(f"start_step must be in [0, {steps}], got {start_step}")
         order = self.epoch_order(epoch)
-        augmentation = self.epoch_augmentation(epoch) if self.augment else None
+        # the epoch's crop offsets and flips go to the device once, not batch by batch
+        augmentation = ([t.to(self.device) for t in self.epoch_augmentation(epoch)] if self.augment else None)
+        if self.resident:
+            order = order.to(self.device)
+        images_all, labels_all = self.dataset.images, self.dataset.labels
         for step in range(start_step, steps):
             lo, hi = step * self.batch_size, min((step + 1) * self.batch_size, len(order))
             shard = slice(lo + self.rank, hi, self.world)
             index = order[shard]
-            images = self.dataset.images[index].to(self.device, non_blocking=True)
-            labels = self.dataset.labels[index].to(self.device, non_blocking=True)
+            if self.resident:  # index_select on the device: no host synchronisation
+                images, labels = images_all.index_select(0, index), labels_all.index_select(0, index)
+            else:
+                images = images_all[index].to(self.device, non_blocking=True)
+                labels = labels_all[index].to(self.device, non_blocking=True)
             if augmentation is not None:
                 offsets, flips = augmentation
                 images = crop_and_flip(images, offsets[shard], flips[shard], self.crop_padding)

@@ -90,6 +90,20 @@ def autocast(enabled: bool, device: torch.device) -> contextlib.AbstractContextM
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
+def compiled(wrap: Callable[[nn.Module], nn.Module] | None = None,
+             mode: str = "default") -> Callable[[nn.Module], nn.Module]:
+    """A `SupernetState` wrap: torch.compile of the (DDP-`wrap`ped) training module. The state calls it for every
+    new subnet, so each shape a decision makes is compiled afresh; dynamo's caches are reset first, since the old
+    subnet's graphs are dead and would otherwise count against its recompile limit (past which it runs eager)."""
+
+    def build(model: nn.Module) -> nn.Module:
+        module = wrap(model) if wrap is not None else model
+        torch._dynamo.reset()
+        return torch.compile(module, mode=mode)
+
+    return build
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: BatchLoader, amp: bool = False) -> tuple[float, float]:
     """(mean cross-entropy, accuracy in 0..1) of `model` over the loader's batches, in eval mode."""

@@ -31,6 +31,7 @@ from prunekit.channels.optimizer_state import OptimizerState
 from prunekit.config import RunConfig, apply_overrides, build_dataclass, parse_override, read_yaml
 from prunekit.config_checks import check_config
 from prunekit.data import BatchLoader, DataSplits, load_data
+from prunekit.data.loader import on_device
 from prunekit.errors import UserError
 from prunekit.measure import TrainingCostLedger, count_macs, count_params
 from prunekit.methods import build_method
@@ -39,7 +40,7 @@ from prunekit.models import create_model
 from prunekit.seeding import derived_seed
 from prunekit.train import checkpoint as ckpt
 from prunekit.train.distributed import Distributed
-from prunekit.train.loop import EpochTally, LoopHooks, TrainingLoop, autocast, evaluate
+from prunekit.train.loop import EpochTally, LoopHooks, TrainingLoop, autocast, compiled, evaluate
 from prunekit.train.optim import build_optimizer, flatten_optimizer_state, unflatten_optimizer_state
 from prunekit.train.steps import parse_step
 from prunekit.train.supernet import SupernetState
@@ -49,7 +50,8 @@ from prunekit.weights import WeightMasks
 # (to continue a run that diverged from its last good checkpoint); never what defines the model, data or method.
 RESUMABLE_KEYS = frozenset({
     "optim.lr", "train.threads", "train.device", "train.progress", "train.tensorboard", "train.eval_batch_size",
-    "train.checkpoint_every", "train.checkpoint_every_steps", "baseline_run",
+    "train.checkpoint_every", "train.checkpoint_every_steps", "baseline_run", "data.on_device", "train.compile",
+    "train.compile_mode",
 })
 
 
@@ -189,8 +191,12 @@ class Trainer(LoopHooks):
 
     def _build_loaders(self, data: DataSplits) -> None:
         d, t = self.cfg.data, self.cfg.train
+        if d.on_device:  # one device copy of each split, shared by the loaders over it
+            data = DataSplits(on_device(data.train, self.device), on_device(data.test, self.device),
+                              on_device(data.val, self.device) if data.val is not None else None, data.mean,
+                              data.std)
         common = dict(mean=data.mean, std=data.std, normalize=d.normalize, device=self.device,
-                      channels_last=t.channels_last)
+                      channels_last=t.channels_last, resident=d.on_device)
         self.train_loader = BatchLoader(data.train, t.batch_size, shuffle=True, augment=d.augment,
                                         crop_padding=d.crop_padding, flip=d.flip, seed=self.data_seed, **common)
         self.test_loader = BatchLoader(data.test, t.eval_batch_size, shuffle=False, augment=False, **common)
@@ -242,7 +248,7 @@ class Trainer(LoopHooks):
         self.method: Method = build_method(cfg.method)
         self.state = SupernetState(supernet, self.example_inputs, self.method.channel_policy,
                                    make_optimizer=lambda m: build_optimizer(m, cfg.optim), prepare=self._to_device,
-                                   method=self.method, wrap=self.dist.wrap if self.dist is not None else None)
+                                   method=self.method, wrap=self._wrap())
         val = self.val_loader
         self.ctx = self.state.context(steps_per_epoch=len(self.train_loader), epochs=t.epochs, device=self.device,
                                       train_batches=lambda: self.plain_train_loader.iterate(0),
@@ -255,6 +261,12 @@ class Trainer(LoopHooks):
                                  agree=self.dist.agree if self.dist is not None else None)
         self.kept_steps = self._kept_steps()
         self.baseline = self._read_baseline()
+
+    def _wrap(self) -> Callable[[nn.Module], nn.Module] | None:
+        """What the forward pass runs through: DDP when distributed, compiled when train.compile (for every new
+        subnet again)."""
+        wrap = self.dist.wrap if self.dist is not None else None
+        return compiled(wrap, self.cfg.train.compile_mode) if self.cfg.train.compile else wrap
 
     def _shard_loaders(self, train_size: int) -> None:
         """Each process takes its share of every global batch (train.batch_size stays the global batch)."""
