@@ -34,16 +34,33 @@ residual streams whole (prunekit's earlier default, REPrune's and Slimming's Res
 
 `rates`: one uniform rate, a list with one rate per prunable group (in `ctx.groups` order, i.e. module order),
 or a mapping {group name: rate} (groups not named keep all their channels).
+
+`rates_per_conv`: the official form (README `--compress_rate`, research note §3.2), one rate per conv in module
+order (convs whose names match a `skip_convs` pattern have no entry), or {conv name: rate}. The official mask.py
+removes int(rate * F) of a conv's F filters; here a channel group takes a rate derived from the convs that write
+it (`group_rates_from_convs`):
+- a group with one listed writer (a block's conv1, a VGG conv) takes that conv's rate, exactly as mask.py;
+- a residual stream has several writers (stem or projection conv and every block's conv2) and takes
+  `stream_rate` of their rates, `min` by default. Why min: the official network masks each writer on its own
+  and the identity shortcut carries a stream channel past every writer that did not mask it, so a channel is
+  zero in the stream only where ALL its writers masked it; the fraction of the stream the official network really
+  removes is at most the smallest writer rate. min is the largest single rate that removes no more than that;
+  `first` (the first writer's rate), `mean` and `max` are there to compare;
+- a group no listed conv writes (a hidden Linear's, or one whose writers are all skipped) keeps every channel.
+A listed conv whose group is not prunable under `policy` has its rate unused (named in the decision info).
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
+from fnmatch import fnmatchcase
 from typing import Any, Literal
 
 import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
+from torch.nn.modules.conv import _ConvNd
 
 from prunekit.channels import ChannelGroup, ChannelPlan
 from prunekit.criteria import collect_feature_map_ranks, hrank_keep, prune_count
@@ -67,9 +84,21 @@ class HRankParams(ChannelParams):
     """method.params of `hrank`."""
 
     prune_epoch: int = param(-1, "required: epochs trained before the ranks are measured (0: at initialisation)")
-    rates: float | list[float] | dict[str, float] = param(
-        0.5, "fraction of each group's filters to remove: one rate, one per group in module order, or "
-             "{group name: rate} (groups not named keep all their channels)")
+    rates: float | list[float] | dict[str, float] | None = param(
+        None, "fraction of each group's filters to remove: one rate, one per group in module order, or "
+              "{group name: rate} (groups not named keep all their channels); None: 0.5, unless rates_per_conv "
+              "is given")
+    rates_per_conv: list[float] | dict[str, float] | None = param(
+        None, "HRank's official per-conv form instead of rates: one rate per conv in module order (convs matching "
+              "skip_convs have no entry), or {conv name: rate}; a group takes its writer conv's rate, a residual "
+              "stream stream_rate of its writers' rates")
+    skip_convs: list[str] = param(help="rates_per_conv as a list: fnmatch patterns of the conv names it has no "
+                                       "entry for (e.g. '*.shortcut.0': the projection shortcuts of prunekit's "
+                                       "option-B ResNets, which the official option-A network does not have)",
+                                  factory=list)
+    stream_rate: Literal["min", "first", "mean", "max"] = param(
+        "min", "rates_per_conv: the rate of a group with several writer convs (a residual stream), from theirs. "
+               "min (default): the official masks remove a stream channel only where every writer masks it")
     rank_batches: int = param(DEFAULT_RANK_BATCHES, "training batches the ranks are averaged over (official "
                                                     "--limit: 5)")
     policy: Literal["internal", "all"] = param("all", f"{POLICY_HELP}. Default all: the official HRank "
@@ -97,14 +126,78 @@ class HRankParams(ChannelParams):
             raise UserError(f"method.params.ranks must be current or once, got {self.ranks!r}")
         if self.groups_per_decision < 1:
             raise UserError(f"method.params.groups_per_decision must be >= 1, got {self.groups_per_decision}")
-        values = (self.rates.values() if isinstance(self.rates, dict)
-                  else self.rates if isinstance(self.rates, list) else [self.rates])
-        for rate in values:
-            if not isinstance(rate, int | float) or isinstance(rate, bool):
-                raise UserError(f"method.params.rates must hold numbers in [0, 1], got {rate!r}")
-            check_rate(float(rate), "rates")
+        if self.rates is not None and self.rates_per_conv is not None:
+            raise UserError("method.params: give rates or rates_per_conv, not both")
+        if self.stream_rate not in STREAM_RULES:
+            raise UserError(f"method.params.stream_rate must be one of {', '.join(STREAM_RULES)}, "
+                            f"got {self.stream_rate!r}")
+        if self.skip_convs and not isinstance(self.rates_per_conv, list):
+            raise UserError("method.params.skip_convs applies to a rates_per_conv list only")
+        if self.rates_per_conv is None:
+            self.rates = 0.5 if self.rates is None else self.rates
+            check_rates(self.rates, "rates")
+        else:
+            check_rates(self.rates_per_conv, "rates_per_conv")
         if self.rank_batches < 1:
             raise UserError(f"method.params.rank_batches must be >= 1, got {self.rank_batches}")
+
+
+STREAM_RULES: dict[str, Callable[[list[float]], float]] = {
+    "min": min,
+    "first": lambda rates: rates[0],
+    "mean": lambda rates: sum(rates) / len(rates),
+    "max": max,
+}
+
+
+def check_rates(rates: float | list[float] | dict[str, float], key: str) -> None:
+    """UserError unless every rate is a number in [0, 1]."""
+    values = rates.values() if isinstance(rates, dict) else rates if isinstance(rates, list) else [rates]
+    for rate in values:
+        if not isinstance(rate, int | float) or isinstance(rate, bool):
+            raise UserError(f"method.params.{key} must hold numbers in [0, 1], got {rate!r}")
+        check_rate(float(rate), key)
+
+
+def listed_convs(model: nn.Module, skip: list[str]) -> list[str]:
+    """The conv module names a per-conv rate list covers: every conv in named_modules order, less those whose
+    name matches a `skip` pattern (fnmatch, case-sensitive)."""
+    return [name for name, module in model.named_modules()
+            if isinstance(module, _ConvNd) and not any(fnmatchcase(name, pattern) for pattern in skip)]
+
+
+def conv_rates(per_conv: list[float] | dict[str, float], model: nn.Module, skip: list[str]) -> dict[str, float]:
+    """{conv name: rate} from a per-conv list (the `listed_convs` in order) or a mapping by conv name."""
+    if isinstance(per_conv, dict):
+        convs = set(listed_convs(model, []))
+        unknown = sorted(set(per_conv) - convs)
+        if unknown:
+            raise UserError(f"hrank: method.params.rates_per_conv names {unknown[0]!r}, which is not a conv of "
+                            f"the model")
+        return {name: float(rate) for name, rate in per_conv.items()}
+    names = listed_convs(model, skip)
+    if len(per_conv) != len(names):
+        skipped = f" (after skip_convs {skip})" if skip else ""
+        raise UserError(f"hrank: method.params.rates_per_conv lists {len(per_conv)} rates but the model has "
+                        f"{len(names)} convs{skipped}, from {names[0] if names else '-'} to "
+                        f"{names[-1] if names else '-'}")
+    return {name: float(rate) for name, rate in zip(names, per_conv, strict=True)}
+
+
+def group_rates_from_convs(rates: dict[str, float], groups: list[ChannelGroup], rule: str) -> dict[str, float]:
+    """{group name: rate}: the rate of a group's one listed writer conv, `STREAM_RULES[rule]` of its writers'
+    rates (module order) when it has several, 0 when it has none (module docstring)."""
+    result = {}
+    for group in groups:
+        members = [rates[name] for name in group.producers if name in rates]  # producers come in module order
+        result[group.name] = STREAM_RULES[rule](members) if members else 0.0
+    return result
+
+
+def unused_convs(rates: dict[str, float], groups: list[ChannelGroup]) -> list[str]:
+    """The listed convs with a rate > 0 that write no prunable group (their rate has no effect)."""
+    writers = {name for group in groups for name in group.producers}
+    return [name for name, rate in rates.items() if rate > 0 and name not in writers]
 
 
 def rates_per_group(rates: float | list[float] | dict[str, float], groups: list[ChannelGroup]) -> dict[str, float]:
@@ -157,10 +250,19 @@ class HRank(PruneOnceMethod):
         self.decisions_done = 0  # layerwise: decisions taken so far
         self.stored_ranks: dict[str, torch.Tensor] = {}  # ranks: once, {group name: (full width,) ranks}
 
-    def batches_of_groups(self, groups: list[ChannelGroup]) -> list[list[ChannelGroup]]:
+    def group_rates(self, ctx: TrainContext) -> dict[str, float]:
+        """{group name: rate} from `rates`, or from `rates_per_conv` through the convs that write each group."""
+        assert ctx.groups is not None
+        if self.params.rates_per_conv is None:
+            assert self.params.rates is not None  # set to its default in HRankParams.__post_init__
+            return rates_per_group(self.params.rates, ctx.groups)
+        model = ctx.supernet if ctx.supernet is not None else ctx.model
+        by_conv = conv_rates(self.params.rates_per_conv, model, self.params.skip_convs)
+        return group_rates_from_convs(by_conv, ctx.groups, self.params.stream_rate)
+
+    def batches_of_groups(self, groups: list[ChannelGroup], rates: dict[str, float]) -> list[list[ChannelGroup]]:
         """The groups each decision prunes: every group with a rate > 0, in network order, in runs of
         groups_per_decision (layerwise), or all of them at once (oneshot)."""
-        rates = rates_per_group(self.params.rates, groups)
         chosen = [g for g in groups if rates.get(g.name, 0.0) > 0]
         if self.params.schedule == "oneshot":
             return [chosen]
@@ -175,7 +277,7 @@ class HRank(PruneOnceMethod):
         if ctx.groups is None:
             return super().on_train_start(ctx)
         check_prune_epoch(self.params.prune_epoch, ctx.epochs, self.name)
-        batches = self.batches_of_groups(ctx.groups)  # reports a bad rate list before training
+        batches = self.batches_of_groups(ctx.groups, self.group_rates(ctx))  # a bad rate list: before training
         last = self.decision_epoch(max(0, len(batches) - 1))
         if last > ctx.epochs:
             raise UserError(f"hrank: the layerwise schedule prunes {len(batches)} times, every {self.params.interval} "
@@ -189,13 +291,13 @@ class HRank(PruneOnceMethod):
         if ctx.groups is None:
             return super().on_epoch_end(epoch, ctx)
         k = self.decisions_done
-        if k >= len(self.batches_of_groups(ctx.groups)) or epoch + 1 != self.decision_epoch(k):
+        if k >= len(self.batches_of_groups(ctx.groups, self.group_rates(ctx))) or epoch + 1 != self.decision_epoch(k):
             return None
         return self._decide_next(ctx)
 
     def _decide_next(self, ctx: TrainContext) -> Decision:
         assert ctx.groups is not None
-        batches = self.batches_of_groups(ctx.groups)
+        batches = self.batches_of_groups(ctx.groups, self.group_rates(ctx))
         decision = self._decide(ctx)  # make_plan cuts batches[decisions_done]
         decision.info.update({"decision": self.decisions_done, "decisions": len(batches),
                               "groups": [g.name for g in batches[self.decisions_done]]})
@@ -207,8 +309,8 @@ class HRank(PruneOnceMethod):
         assert ctx.groups is not None
         if ctx.train_batches is None:
             raise RuntimeError("hrank needs ctx.train_batches to measure feature-map ranks")
-        rates = rates_per_group(self.params.rates, ctx.groups)
-        batches = self.batches_of_groups(ctx.groups)
+        rates = self.group_rates(ctx)
+        batches = self.batches_of_groups(ctx.groups, rates)
         chosen = batches[self.decisions_done]  # the groups of this decision
         plan = ctx.plan or ChannelPlan()
         once = self.params.ranks == "once" and self.params.schedule == "layerwise"
@@ -228,7 +330,13 @@ class HRank(PruneOnceMethod):
             n_prune = min(len(kept), max(0, n_prune))
             keep[group.name] = [kept[i] for i in hrank_keep(group_ranks, n_prune, self.params.min_channels)]
             mean_ranks[group.name] = round(float(group_ranks.mean()), 3)
-        return ChannelPlan(keep), {"mean_rank": mean_ranks, "rank_batches": self.params.rank_batches}
+        info: dict[str, Any] = {"mean_rank": mean_ranks, "rank_batches": self.params.rank_batches,
+                                "rates": {g.name: rates[g.name] for g in chosen}}
+        if self.params.rates_per_conv is not None and self.decisions_done == 0:
+            model = ctx.supernet if ctx.supernet is not None else ctx.model
+            by_conv = conv_rates(self.params.rates_per_conv, model, self.params.skip_convs)
+            info["unused_conv_rates"] = unused_convs(by_conv, ctx.groups)
+        return ChannelPlan(keep), info
 
     def measure(self, ctx: TrainContext, groups: list[ChannelGroup]) -> dict[str, torch.Tensor]:
         """{group name: rank of each channel the trained model has (kept channels, increasing order)}."""
