@@ -16,6 +16,7 @@ import torch
 
 from prunekit.channels import ChannelGroup, ChannelPlan, kept_indices
 from prunekit.channels.readers import dependency_order, filter_inputs, group_filters, group_gammas
+from prunekit.channels.widths import check_round_to
 from prunekit.criteria import (
     fully_pruned_keep,
     keep_count,
@@ -31,6 +32,7 @@ from prunekit.errors import UserError
 from prunekit.methods.base import Decision, Method, TrainContext
 from prunekit.methods.budget import MacsBudget, PlanMacs
 from prunekit.methods.params import MIN_CHANNELS_HELP, POLICY_HELP, TARGET_MACS_HELP, ChannelParams, param
+from prunekit.methods.widths import ROUND_TO_HELP, PlanRounding
 from prunekit.seeding import derived_seed
 
 
@@ -71,7 +73,8 @@ class PruneRegrowParams(ChannelParams):
 
     With `target_macs_ratio`, each decision finds the smallest global sparsity k/N whose Eq. 8/9 allocation
     (with round_to and min_channels) reaches it, by bisection over k (the initial plan: the smallest such uniform
-    sparsity). That sparsity moves as the allocation moves: once the BN scales favour cheap layers it can fall
+    sparsity; with round_to hardware the search prices unrounded counts and the rounding keeps within them).
+    That sparsity moves as the allocation moves: once the BN scales favour cheap layers it can fall
     below the initial s - delta_0, and the next decision then regrows more than it prunes. `round_to` adds the
     removed channels with the largest regrowth scores (initial plan: the largest L1 norms); with `sparsity` the
     final plan is then less sparse than s, while a MACs target accounts for the rounding.
@@ -88,7 +91,7 @@ class PruneRegrowParams(ChannelParams):
     delta0: float = param(0.2, "delta_0, the initial regrowth factor, in [0, 1]: the initial plan prunes at "
                                "s - delta_0; decision t regrows between s and s - delta_t (cosine decay)")
     policy: Literal["internal", "all"] = param("internal", POLICY_HELP)
-    round_to: int = param(1, "kept counts are rounded up to a multiple of this (1: no rounding)")
+    round_to: int | Literal["hardware"] = param(1, ROUND_TO_HELP)
     min_channels: int = param(1, MIN_CHANNELS_HELP)
     regrow_momentum: Literal["restore", "zero"] = param(
         "restore", "optimizer state of a regrown channel: restore (the state it had when it was pruned) or zero "
@@ -107,8 +110,7 @@ class PruneRegrowParams(ChannelParams):
             raise UserError(f"{prefix}interval must be >= 1, got {self.interval}")
         if not 0.0 <= self.delta0 <= 1.0:
             raise UserError(f"{prefix}delta0 must be in [0, 1], got {self.delta0}")
-        if self.round_to < 1:
-            raise UserError(f"{prefix}round_to must be >= 1, got {self.round_to}")
+        check_round_to(self.round_to, f"{prefix}round_to")
 
 
 @dataclasses.dataclass
@@ -146,6 +148,7 @@ class PruneRegrowMethod(Method):
         self.skipped: list[str] = []
         self.macs: PlanMacs | None = None
         self.decided: list[int] = []  # epochs (from 1) at which a plan was decided
+        self.rounding = PlanRounding(self.params.round_to, self.params.min_channels)
 
     # ------------------------------------------------------------------ subclass hook
     def select(self, filters: torch.Tensor, n_keep: int, active: list[int], seed: int) -> GroupSelection:
@@ -170,6 +173,7 @@ class PruneRegrowMethod(Method):
             raise UserError(f"{self.name}: no prunable channel group has a BatchNorm (its scale allocates the "
                             f"channels, REPrune Eq. 8/9)")
         self.macs = PlanMacs(ctx.supernet, self.groups, ctx.example_inputs)
+        self.rounding.prepare(ctx, self.groups, self.macs)
 
     def on_train_start(self, ctx: TrainContext) -> Decision | None:
         self._prepare(ctx)
@@ -190,7 +194,8 @@ class PruneRegrowMethod(Method):
             n_keep = max(min(p.min_channels, group.size), initial_keep_count(group.size, sparsity))
             keep[group.name] = l1_filter_select(filters, n_keep)
             scores[group.name] = l1_filter_norms(filters)
-        plan = ChannelPlan(keep).rounded(self.groups, p.round_to, scores)
+        plan, rounding_info = self.rounding.apply(ChannelPlan(keep), self.groups, scores)
+        info.update(rounding_info)
         info.update({"t": 0, "target_sparsity": target, "initial_sparsity": sparsity, "delta": p.delta0,
                      "select_seconds": time.perf_counter() - start, "skipped_groups": self.skipped})
         info.update(self._macs_info(plan))
@@ -203,10 +208,11 @@ class PruneRegrowMethod(Method):
         return self.decide(t, ctx)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"decided": list(self.decided)}
+        return {"decided": list(self.decided), **self.rounding.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.decided = [int(t) for t in state.get("decided", [])]
+        self.rounding.load_state_dict(state)
 
     # ------------------------------------------------------------------ one decision
     def decide(self, t: int, ctx: TrainContext) -> Decision:
@@ -240,6 +246,10 @@ class PruneRegrowMethod(Method):
         decided_now: set[str] = set()
         old_inputs = kept_indices(supernet, ctx.groups, plan) if plan is not None else {}
         keep: dict[str, list[int]] = {}
+        finals = self._final_counts(plan, down, up)
+        if self.rounding.hardware:
+            finals, rounding_info = self.rounding.target_counts(finals)
+            info.update(rounding_info)
         layer_sparsity, selected, regrown, coverage = {}, {}, {}, {}
         covered_total, clusters_total, select_seconds = 0.0, 0, 0.0
         fully_pruned: list[str] = []  # groups whose allocation was s^l = 1
@@ -254,6 +264,7 @@ class PruneRegrowMethod(Method):
             assert filters is not None
             n_keep = max(floor, n - down[index])
             n_total = max(floor, n - up[index])
+            final = finals[group.name]  # the group's kept count after rounding (_final_counts, round_to)
             start = time.perf_counter()
             if down[index] >= n:
                 # s^l = 1: REPrune Alg. 2 (line 11) skips the layer, and no selection rule can rank filters for
@@ -261,21 +272,21 @@ class PruneRegrowMethod(Method):
                 choice = GroupSelection(fully_pruned_keep(filters, p.min_channels, active))
                 fully_pruned.append(group.name)
             else:
-                choice = self.select(filters, min(n_keep, len(active)), active,
+                choice = self.select(filters, min(n_keep, len(active), final), active,
                                      derived_seed(ctx.seed, t, index, 0xC1))
             select_seconds += time.perf_counter() - start
             kept_set = set(choice.kept)
             candidates = [c for c in range(n) if c not in kept_set]
-            n_grow = max(0, n_total - len(choice.kept))
-            if n_grow or (p.round_to > 1 and len(choice.kept) % p.round_to):
+            n_grow = max(0, min(n_total, final) - len(choice.kept))
+            if n_grow or final > len(choice.kept) + n_grow:
                 scores = regrowth_scores(filters, choice.kept, candidates)
             else:  # nothing to regrow or round up: skip the projection (an SVD per group)
                 scores = torch.zeros(len(candidates), dtype=torch.float64)
             grown = [candidates[i] for i in sample_regrowth(scores, n_grow, generator)]
             full_scores = torch.zeros(n, dtype=torch.float64)
             full_scores[candidates] = scores
-            keep[group.name] = ChannelPlan({group.name: sorted(choice.kept + grown)}).rounded(
-                [group], p.round_to, {group.name: full_scores}).keep[group.name]
+            keep[group.name] = ChannelPlan({group.name: sorted(choice.kept + grown)}).with_counts(
+                [group], {group.name: final}, {group.name: full_scores}).keep[group.name]
             partial[group.name] = keep[group.name]
             decided_now.add(group.name)
             layer_sparsity[group.name] = down[index] / n
@@ -301,12 +312,25 @@ class PruneRegrowMethod(Method):
             info["momentum_reset"] = sum(len(c) for c in reset.values())
         return Decision(plan=new_plan, info=info, reset_channels=reset)
 
+    def _final_counts(self, plan: ChannelPlan | None, down: Sequence[int], up: Sequence[int]) -> dict[str, int]:
+        """{group: kept count} of this decision before hardware rounding: the selection (n - down, at most the
+        active channels) plus regrowth up to n - up, both at least min_channels; rounded up to the integer
+        round_to (1 under hardware rounding, which `PlanRounding.target_counts` then applies to all groups)."""
+        counts = {}
+        for group, d, u in zip(self.groups, down, up, strict=True):
+            floor = min(self.params.min_channels, group.size)
+            n_active = len((plan or ChannelPlan()).kept(group))
+            selected = min(max(floor, group.size - d), n_active)  # s^l = 1 too: fully_pruned_keep keeps the floor
+            counts[group.name] = round_up(max(selected, floor, group.size - u), self.rounding.step, group.size)
+        return counts
+
     # ------------------------------------------------------------------ MACs targets
     def _counts(self, kept: Sequence[int]) -> list[int]:
-        """Kept counts after the min_channels floor and round_to (what the plan will have)."""
+        """Kept counts after the min_channels floor and round_to (what the plan will have; under hardware
+        rounding the unrounded counts, within whose MACs the rounding keeps the plan)."""
         p = self.params
-        return [round_up(max(min(p.min_channels, g.size), k), p.round_to, g.size)
-                for g, k in zip(self.groups, kept, strict=True)]
+        return self.rounding.search_counts(self.groups, [max(min(p.min_channels, g.size), k)
+                                                         for g, k in zip(self.groups, kept, strict=True)])
 
     def _budget(self) -> MacsBudget:
         assert self.macs is not None and self.params.target_macs_ratio is not None

@@ -1,0 +1,140 @@
+"""Hardware-aware widths: each group's fast-width grid on this device, and rounding kept counts onto it within a
+MACs budget. Every channel method with `round_to: hardware` goes through `WidthRounder`.
+
+Grid (`fast_widths`): from a timing table {width: seconds} of one group (`measure.width_timing`), made
+non-decreasing in width (`monotone_fit`, which pools timing noise), walking down
+from the full width, a width joins the grid when it is faster, by more than the relative tolerance `tol`, than
+the narrowest width already on it. On a staircase (oneDNN's blocks of 8/16 channels on CPU, tensor-core tiles
+on GPU: every width of a block costs what its widest does) this keeps the top of every step; where time grows
+smoothly it keeps widths about `tol` apart in time. Comparing with the grid's narrowest width, not with every
+wider width, keeps a smooth curve from collapsing to the full width through a chain of small differences.
+
+Rounding (`WidthRounder.round_counts`), the rule:
+1. every count goes to the nearest grid width at or above its floor (min(min_channels, size)); ties go up;
+2. while the plan's MACs exceed the budget, one group moves down one grid step: the group whose step saves the
+   most time per MAC removed (time from its table, MACs from the estimator); when no group can step down, the
+   plan stays over budget and `info["widths_within_budget"]` is False.
+The budget is the MACs the method's unrounded counts have (never more than the method's own MACs target), so
+hardware rounding never makes a plan costlier than the method chose. Groups without a table keep their count.
+
+    rounder = WidthRounder.from_tables(tables, sizes)               # tables: {group: {width: seconds}}
+    counts, info = rounder.round_counts(counts, macs_of, budget)     # counts: {group: kept}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from prunekit.errors import UserError
+
+DEFAULT_TOL = 0.05  # timing noise on a shared CPU is a few percent; steps of oneDNN blocks are 20-60%
+HARDWARE = "hardware"
+
+
+def check_round_to(value: object, key: str = "method.params.round_to") -> None:
+    """UserError unless `value` is an int >= 1 or "hardware"."""
+    if value == HARDWARE:
+        return
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise UserError(f"{key} must be an integer >= 1 or 'hardware', got {value!r}")
+
+
+def monotone_fit(times: Mapping[int, float]) -> dict[int, float]:
+    """The least-squares non-decreasing fit of time over width (pool-adjacent-violators): a wider layer never
+    costs less, so a narrower width that timed slower is noise, pooled with its neighbours."""
+    blocks: list[list[float]] = []  # [sum, count] per pooled block, in width order
+    widths = sorted(times)
+    for width in widths:
+        blocks.append([float(times[width]), 1.0])
+        while len(blocks) > 1 and blocks[-2][0] / blocks[-2][1] > blocks[-1][0] / blocks[-1][1]:
+            total, count = blocks.pop()
+            blocks[-1][0] += total
+            blocks[-1][1] += count
+    fitted = [block[0] / block[1] for block in blocks for _ in range(int(block[1]))]
+    return dict(zip(widths, fitted, strict=True))
+
+
+def fast_widths(times: Mapping[int, float], size: int, tol: float = DEFAULT_TOL) -> list[int]:
+    """The fast-width grid (ascending) of one group from its timing table; always holds `size`.
+
+    The table is first made non-decreasing (`monotone_fit`), so that every width of a flat step gets the
+    step's time; then the walk down from `size` described in the module docstring."""
+    if size not in times:
+        raise UserError(f"width timing table has no entry for the full width {size}")
+    fitted = monotone_fit({w: t for w, t in times.items() if 1 <= w <= size})
+    grid = [size]
+    for width in sorted((w for w in fitted if w < size), reverse=True):
+        if fitted[width] * (1.0 + tol) < fitted[grid[-1]]:
+            grid.append(width)
+    return sorted(grid)
+
+
+@dataclass
+class WidthRounder:
+    """Fast-width grids and timing tables of the groups of one model on one device."""
+
+    grids: dict[str, list[int]]
+    times: dict[str, dict[int, float]]
+    sizes: dict[str, int]
+    min_channels: int = 1
+    last_info: dict[str, Any] = field(default_factory=dict)  # the latest rounding's outcome (ChannelPlan.rounded)
+
+    @classmethod
+    def from_tables(cls, tables: Mapping[str, Mapping[int, float]], sizes: Mapping[str, int],
+                    min_channels: int = 1, tol: float = DEFAULT_TOL) -> WidthRounder:
+        times = {name: {int(w): float(t) for w, t in table.items()} for name, table in tables.items()}
+        grids = {name: fast_widths(table, sizes[name], tol) for name, table in times.items()}
+        return cls(grids, times, dict(sizes), min_channels)
+
+    def floor(self, name: str) -> int:
+        return min(self.min_channels, self.sizes[name])
+
+    def grid(self, name: str) -> list[int]:
+        """The group's grid widths at or above its floor (the full width at least)."""
+        floor = self.floor(name)
+        return [w for w in self.grids[name] if w >= floor] or [self.sizes[name]]
+
+    def nearest(self, name: str, count: int) -> int:
+        """Step 1: the grid width nearest `count` (ties: the wider); groups without a grid keep `count`."""
+        if name not in self.grids:
+            return count
+        return min(self.grid(name), key=lambda w: (abs(w - count), -w))
+
+    def step_down(self, name: str, count: int) -> int | None:
+        """The next narrower grid width, or None."""
+        lower = [w for w in self.grid(name) if w < count] if name in self.grids else []
+        return lower[-1] if lower else None
+
+    def round_counts(self, counts: Mapping[str, int], macs_of: Callable[[Mapping[str, int]], float],
+                     budget: float | None = None) -> tuple[dict[str, int], dict[str, Any]]:
+        """Steps 1-2 of the module's rule. `budget` defaults to the MACs of `counts` themselves."""
+        budget = macs_of(counts) if budget is None else budget
+        new = {name: self.nearest(name, int(c)) for name, c in counts.items()}
+        macs = macs_of(new)
+        moves = 0
+        while macs > budget:
+            best: tuple[float, str, int, float] | None = None
+            for name, count in new.items():
+                lower = self.step_down(name, count)
+                if lower is None:
+                    continue
+                trial_macs = macs_of({**new, name: lower})
+                saved_macs = macs - trial_macs
+                saved_time = self.times[name][count] - self.times[name][lower]
+                # time saved per MAC; a step that saves no MACs is useless for the budget
+                rate = saved_time / saved_macs if saved_macs > 0 else float("-inf")
+                if saved_macs > 0 and (best is None or rate > best[0]):
+                    best = (rate, name, lower, trial_macs)
+            if best is None:
+                break
+            _, name, lower, macs = best
+            new[name] = lower
+            moves += 1
+        info = {"widths_budget_macs": budget, "widths_macs": macs, "widths_within_budget": macs <= budget,
+                "widths_moves_down": moves}
+        return new, info
+
+
+__all__ = ["DEFAULT_TOL", "HARDWARE", "WidthRounder", "check_round_to", "fast_widths", "monotone_fit"]

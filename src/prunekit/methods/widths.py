@@ -1,0 +1,119 @@
+"""`round_to` for every channel method: an integer (kept counts rounded up to its multiples) or "hardware"
+(this device's fast widths within the MACs budget, `channels.widths`), behind one object a method holds.
+
+    rounding = PlanRounding(p.round_to, p.min_channels)
+    rounding.prepare(ctx, groups, plan_macs)             # hardware: time the groups once (cached on disk)
+    counts = rounding.search_counts(groups, counts)      # what a MACs-budget search should assume
+    plan, info = rounding.apply(plan, groups, scores)    # the rounded plan and what the rounding did
+
+The timing tables are part of the method's state (`state_dict`), so a resumed run rounds as the run did.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+
+from prunekit.channels import ChannelGroup, ChannelPlan
+from prunekit.channels.widths import HARDWARE, WidthRounder, check_round_to
+from prunekit.measure.width_timing import WidthTimer
+from prunekit.methods.budget import PlanMacs
+
+ROUND_TO_HELP = ("kept counts: an integer n rounds them up to multiples of n (1: no rounding); 'hardware' times "
+                 "each group's layers at every width on this device once (cached under $PRUNEKIT_CACHE/widths) "
+                 "and rounds to the nearest fast width, then steps groups down (most time saved per MAC first) "
+                 "until the plan is within the MACs of the unrounded counts")
+DEFAULT_TIMING_BATCH = 64  # when the run has no training batches to read the batch size from
+
+
+def timing_batch(ctx: Any) -> int:
+    """The training batch size, read from the first plain training batch (the context does not carry it)."""
+    batches = getattr(ctx, "train_batches", None)
+    if batches is None:
+        return DEFAULT_TIMING_BATCH
+    for images, _ in batches():
+        return int(images.shape[0])
+    return DEFAULT_TIMING_BATCH
+
+
+class PlanRounding:
+    """The `round_to` of one method: an int, or "hardware" with its timing tables (measured or restored)."""
+
+    def __init__(self, round_to: int | str, min_channels: int = 1, timer: WidthTimer | None = None) -> None:
+        check_round_to(round_to)
+        self.round_to, self.min_channels, self.timer = round_to, min_channels, timer
+        self.tables: dict[str, dict[int, float]] | None = None
+        self.rounder: WidthRounder | None = None
+        self.macs: PlanMacs | None = None
+        self.groups: list[ChannelGroup] = []
+
+    @property
+    def hardware(self) -> bool:
+        return self.round_to == HARDWARE
+
+    @property
+    def step(self) -> int:
+        """The integer multiple (1 under hardware rounding, which search_counts leaves alone)."""
+        return 1 if self.hardware else int(self.round_to)
+
+    def prepare(self, ctx: Any, groups: Sequence[ChannelGroup], macs: PlanMacs) -> None:
+        """Hardware: build the rounder from the restored tables, else time the groups (cache first)."""
+        self.groups, self.macs = list(groups), macs
+        if not self.hardware:
+            return
+        if self.tables is None:
+            timer = self.timer or WidthTimer(timing_batch(ctx), ctx.device,
+                                             ctx.example_inputs.is_contiguous(memory_format=torch.channels_last)
+                                             and not ctx.example_inputs.is_contiguous())
+            self.tables = timer.group_tables(ctx.supernet, self.groups, ctx.example_inputs)
+        sizes = {g.name: g.size for g in self.groups}
+        self.rounder = WidthRounder.from_tables({n: t for n, t in self.tables.items() if n in sizes}, sizes,
+                                                self.min_channels)
+
+    def search_counts(self, groups: Sequence[ChannelGroup], counts: Sequence[int]) -> list[int]:
+        """Counts as a budget search should price them: rounded up to the integer multiple; under hardware
+        rounding unchanged (the rounding afterwards keeps the plan within the MACs of these counts)."""
+        step = self.step
+        return [min(g.size, -(-int(c) // step) * step) for g, c in zip(groups, counts, strict=True)]
+
+    def macs_of(self, counts: Mapping[str, int]) -> int:
+        assert self.macs is not None, "PlanRounding.prepare first"
+        return self.macs([int(counts.get(g.name, g.size)) for g in self.macs.groups])
+
+    def target_counts(self, counts: Mapping[str, int], budget: float | None = None) -> tuple[dict[str, int],
+                                                                                              dict[str, Any]]:
+        """The counts the rounding turns `counts` into (for methods that pick channels after the counts)."""
+        if not self.hardware:
+            sizes = {g.name: g.size for g in self.groups}
+            return {n: min(sizes[n], -(-int(c) // self.step) * self.step) for n, c in counts.items()}, {}
+        assert self.rounder is not None, "PlanRounding.prepare first"
+        new, info = self.rounder.round_counts(counts, self.macs_of, budget)
+        return new, {**info, "round_to": HARDWARE}
+
+    def apply(self, plan: ChannelPlan, groups: Sequence[ChannelGroup],
+              scores: Mapping[str, torch.Tensor] | None = None,
+              budget: float | None = None) -> tuple[ChannelPlan, dict[str, Any]]:
+        """The plan rounded (ChannelPlan.rounded's rules) and, under hardware rounding, what it did."""
+        if not self.hardware:
+            return plan.rounded(groups, self.step, scores), {}
+        assert self.rounder is not None, "PlanRounding.prepare first"
+        rounded = plan.rounded(groups, self.rounder, scores, macs_of=self.macs_of, budget=budget)
+        return rounded, {**self.rounder.last_info, "round_to": HARDWARE}
+
+    def grids(self) -> dict[str, list[int]]:
+        return {} if self.rounder is None else {n: self.rounder.grid(n) for n in self.rounder.grids}
+
+    def state_dict(self) -> dict[str, Any]:
+        if self.tables is None:
+            return {}
+        return {"width_tables": {n: {str(w): t for w, t in sorted(table.items())} for n, table in self.tables.items()}}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        tables = state.get("width_tables")
+        if isinstance(tables, Mapping):
+            self.tables = {str(n): {int(w): float(t) for w, t in table.items()} for n, table in tables.items()}
+
+
+__all__ = ["DEFAULT_TIMING_BATCH", "ROUND_TO_HELP", "PlanRounding", "timing_batch"]

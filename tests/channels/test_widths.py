@@ -1,0 +1,144 @@
+"""Fast-width grids and hardware rounding (channels/widths.py) against hand-computed examples with fake timing
+tables (no real timing here), and ChannelPlan.rounded / with_counts under them."""
+
+import itertools
+import math
+
+import pytest
+import torch
+
+from prunekit.channels import ChannelPlan
+from prunekit.channels.groups_base import ChannelGroup
+from prunekit.channels.widths import WidthRounder, check_round_to, fast_widths, monotone_fit
+from prunekit.errors import UserError
+
+
+def staircase(size, block, base=1.0):
+    """Every width of a block costs what its widest does: t(w) = base * ceil(w / block)."""
+    return {w: base * math.ceil(w / block) for w in range(1, size + 1)}
+
+
+def group(name, size):
+    return ChannelGroup(name=name, size=size, producers=(name,), consumers=(), norms=(), bn=None, internal=True,
+                        macs_share=0.0)
+
+
+def test_staircase_grid_is_the_top_of_every_step():
+    assert fast_widths(staircase(32, 8), 32) == [8, 16, 24, 32]
+    assert fast_widths(staircase(20, 16), 20) == [16, 20]  # the full width is always on the grid
+
+
+def test_grid_hand_example_with_tolerance():
+    # walk down from 4 (1.5): 3 joins (1.02 * 1.05 < 1.5); 2 does not (1.01 * 1.05 >= 1.02), nor 1
+    assert fast_widths({1: 1.0, 2: 1.01, 3: 1.02, 4: 1.5}, 4, tol=0.05) == [3, 4]
+    # a smooth curve keeps widths about tol apart in time instead of collapsing to the full width
+    assert fast_widths({w: float(w) for w in range(1, 9)}, 8, tol=0.05) == list(range(1, 9))
+    assert fast_widths({w: 1.0 + 0.02 * w for w in range(1, 9)}, 8, tol=0.05) == [2, 5, 8]
+
+
+def test_monotone_fit_pools_a_noisy_dip():
+    fit = monotone_fit({1: 1.0, 2: 3.0, 3: 2.0, 4: 4.0})
+    assert fit == pytest.approx({1: 1.0, 2: 2.5, 3: 2.5, 4: 4.0})
+    # a narrower width that timed slower (noise) does not make the next width look like a fast step
+    noisy = {**staircase(16, 8), 3: 1.2}
+    assert fast_widths(noisy, 16) == [8, 16]
+
+
+def test_full_width_missing_from_the_table_is_a_user_error():
+    with pytest.raises(UserError, match="full width"):
+        fast_widths({1: 1.0}, 2)
+
+
+@pytest.mark.parametrize("bad", [0, -3, "hardwar", 2.5, True])
+def test_round_to_must_be_a_positive_int_or_hardware(bad):
+    with pytest.raises(UserError, match="round_to"):
+        check_round_to(bad)
+    check_round_to("hardware")
+    check_round_to(8)
+
+
+def linear_macs(weights):
+    """A fake MACs function: sum of count * weight per group."""
+    return lambda counts: sum(weights[n] * c for n, c in counts.items())
+
+
+def rounder_ab():
+    tables = {"a": staircase(32, 8), "b": staircase(16, 4, base=0.5)}
+    return WidthRounder.from_tables(tables, {"a": 32, "b": 16})
+
+
+def test_nearest_goes_to_the_closest_grid_width_ties_up():
+    rounder = rounder_ab()
+    assert rounder.grid("a") == [8, 16, 24, 32] and rounder.grid("b") == [4, 8, 12, 16]
+    assert [rounder.nearest("a", c) for c in (1, 11, 12, 13, 20, 31)] == [8, 8, 16, 16, 24, 32]
+    assert rounder.nearest("unknown", 7) == 7  # groups without a table keep their count
+
+
+def test_min_channels_removes_grid_widths_below_the_floor():
+    rounder = WidthRounder.from_tables({"a": staircase(32, 8)}, {"a": 32}, min_channels=10)
+    assert rounder.grid("a") == [16, 24, 32] and rounder.nearest("a", 9) == 16
+
+
+def test_round_counts_hand_example_steps_down_by_time_per_mac():
+    rounder = rounder_ab()
+    macs = linear_macs({"a": 10, "b": 30})
+    counts = {"a": 12, "b": 10}  # budget 10*12 + 30*10 = 420
+    # step 1: a 12 -> 16 (tie goes up), b 10 -> 12 (nearest); MACs 160 + 360 = 520 > 420
+    # step 2 candidates: a 16 -> 8 saves 80 MACs and 1.0 s (0.0125 s/MAC); b 12 -> 8 saves 120 MACs and 0.5 s
+    # (0.00417 s/MAC): a moves; 80 + 360 = 440 > 420; then a 8 has no lower step, b moves: 80 + 240 = 320
+    new, info = rounder.round_counts(counts, macs)
+    assert new == {"a": 8, "b": 8}
+    assert info == {"widths_budget_macs": 420, "widths_macs": 320, "widths_within_budget": True,
+                    "widths_moves_down": 2}
+
+
+def test_round_counts_keeps_any_budget_it_can_reach_brute_force():
+    rounder = rounder_ab()
+    macs = linear_macs({"a": 7, "b": 13})
+    floor_macs = macs({"a": 8, "b": 4})
+    for a, b in itertools.product(range(1, 33), range(1, 17)):
+        new, info = rounder.round_counts({"a": a, "b": b}, macs)
+        assert new["a"] in rounder.grid("a") and new["b"] in rounder.grid("b")
+        budget = macs({"a": a, "b": b})
+        assert info["widths_within_budget"] == (macs(new) <= budget)
+        assert info["widths_within_budget"] or budget < floor_macs  # missed only when even the floor misses
+
+
+def test_round_counts_reports_an_unreachable_budget():
+    rounder = rounder_ab()
+    new, info = rounder.round_counts({"a": 2, "b": 1}, linear_macs({"a": 1, "b": 1}))
+    assert new == {"a": 8, "b": 4} and not info["widths_within_budget"]
+
+
+def test_plan_rounded_with_a_rounder_drops_lowest_scores_and_adds_highest():
+    groups = [group("a", 32), group("b", 16)]
+    rounder = rounder_ab()
+    plan = ChannelPlan({"a": list(range(12)), "b": list(range(10))})
+    score_a = torch.arange(32, dtype=torch.float64)  # higher index, higher score
+    score_b = -torch.arange(16, dtype=torch.float64)
+    macs = linear_macs({"a": 10, "b": 30})
+    rounded = plan.rounded(groups, rounder, {"a": score_a, "b": score_b}, macs_of=macs)
+    assert rounded.keep["a"] == [4, 5, 6, 7, 8, 9, 10, 11]  # 12 -> 8: drops the 4 lowest scores (0-3)
+    assert rounded.keep["b"] == list(range(8))
+    assert rounder.last_info["widths_within_budget"]
+    # budget given explicitly: a generous one leaves the nearest widths
+    loose = plan.rounded(groups, rounder, {"a": score_a}, macs_of=macs, budget=10_000)
+    assert loose.keep["a"] == list(range(12)) + [31, 30, 29, 28][::-1] and loose.keep["b"] == list(range(12))
+
+
+def test_with_counts_without_scores_adds_lowest_and_drops_highest_indices():
+    groups = [group("a", 8)]
+    plan = ChannelPlan({"a": [1, 3, 5]})
+    assert plan.with_counts(groups, {"a": 5}).keep["a"] == [0, 1, 2, 3, 5]
+    assert plan.with_counts(groups, {"a": 2}).keep["a"] == [1, 3]
+    with pytest.raises(UserError, match="cannot keep"):
+        plan.with_counts(groups, {"a": 9})
+
+
+def test_integer_rounding_is_unchanged():
+    groups = [group("a", 20)]
+    plan = ChannelPlan({"a": [0, 2, 4]})
+    score = torch.zeros(20, dtype=torch.float64)
+    score[7], score[9] = 2.0, 1.0
+    assert plan.rounded(groups, 8, {"a": score}).keep["a"] == [0, 1, 2, 3, 4, 5, 7, 9]
+    assert ChannelPlan({"a": list(range(17))}).rounded(groups, 8).keep["a"] == list(range(20))

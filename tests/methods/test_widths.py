@@ -1,0 +1,114 @@
+"""round_to: hardware in REPrune (and every PruneRegrowMethod), with injected timing tables: the kept counts lie
+on the fast grids, the plan's MACs (measured on the materialized subnet) stay within those of the unrounded
+plan and within a MACs target, the tables travel in the method's state, and a Trainer run goes end to end."""
+
+import json
+import math
+
+import pytest
+import torch
+from tests.methods.test_prune_regrow import set_distinct_gammas, small_ctx
+
+from prunekit import io
+from prunekit.channels import materialize
+from prunekit.config import load_config
+from prunekit.errors import UserError
+from prunekit.measure import count_macs, width_timing
+from prunekit.measure.width_timing import WidthTimer
+from prunekit.methods import build_method
+from prunekit.methods.prune_regrow import PruneRegrowParams
+from prunekit.methods.reprune import REPrune
+from prunekit.train.trainer import Trainer
+
+BLOCK = 8
+
+
+def fake_time_op(op, widths, *args, **kwargs):
+    """A staircase of BLOCK channels over the op's varying dim (what oneDNN's blocking looks like)."""
+    return {w: 1e-3 * math.ceil(op.dim_at(w) / BLOCK) for w in widths}
+
+
+def reprune(tmp_path, **params):
+    method = REPrune(PruneRegrowParams(**{"t_prune": 4, "interval": 1, "delta0": 0.3, **params}))
+    method.rounding.timer = WidthTimer(16, cache_dir=tmp_path, op_timer=lambda op, w: fake_time_op(op, w))
+    return method
+
+
+def subnet_macs(ctx, plan):
+    return count_macs(materialize(ctx.supernet, plan, ctx.groups), ctx.example_inputs[:1])
+
+
+def on_grid(method, plan):
+    grids = method.rounding.grids()
+    return all(len(plan.kept(g)) in grids[g.name] for g in method.groups)
+
+
+def test_params_accept_hardware_and_reject_other_strings():
+    assert PruneRegrowParams(sparsity=0.5, round_to="hardware").round_to == "hardware"
+    with pytest.raises(UserError, match="round_to"):
+        PruneRegrowParams(sparsity=0.5, round_to=0)
+    cfg = load_config(None, ["method.name=reprune", "method.params.sparsity=0.5", "method.params.round_to=fast"])
+    with pytest.raises(UserError, match="round_to"):
+        build_method(cfg.method)
+
+
+@pytest.mark.parametrize("params", [{"sparsity": 0.5}, {"target_macs_ratio": 0.5}])
+def test_every_decision_lies_on_the_grid_within_the_unrounded_macs(tmp_path, params):
+    ctx = small_ctx(policy="all")
+    set_distinct_gammas(ctx.supernet)
+    hardware, plain = reprune(tmp_path, round_to="hardware", **params), reprune(tmp_path, round_to=1, **params)
+    decision = hardware.on_train_start(ctx)
+    unrounded = plain.on_train_start(ctx)
+    assert hardware.rounding.grids()["features.conv2"] == [8, 16, 24, 32]  # the staircase's step tops
+    assert on_grid(hardware, decision.plan)
+    assert subnet_macs(ctx, decision.plan) <= subnet_macs(ctx, unrounded.plan)
+    assert decision.info["round_to"] == "hardware" and decision.info["widths_within_budget"]
+    for t in range(1, 5):
+        ctx.plan = decision.plan
+        with torch.no_grad():  # the BN scales move between decisions, as training moves them
+            for name in ("features.bn1", "features.bn2", "features.bn3"):
+                bn = ctx.supernet.get_submodule(name)
+                bn.weight.mul_(1 + 0.3 * torch.rand(bn.weight.shape, generator=torch.Generator().manual_seed(t)))
+        decision, unrounded = hardware.decide(t, ctx), plain.decide(t, ctx)
+        assert on_grid(hardware, decision.plan), t
+        assert subnet_macs(ctx, decision.plan) <= subnet_macs(ctx, unrounded.plan), t
+        assert decision.info["widths_within_budget"]
+    if "target_macs_ratio" in params:  # the final plan meets the method's target
+        dense = count_macs(ctx.supernet, ctx.example_inputs[:1])
+        assert subnet_macs(ctx, decision.plan) <= 0.5 * dense
+
+
+def test_tables_travel_in_the_state_so_a_resumed_run_rounds_alike(tmp_path):
+    ctx = small_ctx(policy="all")
+    set_distinct_gammas(ctx.supernet)
+    first = reprune(tmp_path, round_to="hardware", sparsity=0.5)
+    ctx.plan = first.on_train_start(ctx).plan
+    state = json.loads(json.dumps(first.state_dict()))  # what a checkpoint holds (JSON)
+    assert "width_tables" in state
+    resumed = REPrune(PruneRegrowParams(t_prune=4, interval=1, delta0=0.3, round_to="hardware", sparsity=0.5))
+
+    def no_timing(op, widths):
+        raise AssertionError("a resumed run must not time again")
+
+    resumed.rounding.timer = WidthTimer(16, cache_dir=tmp_path / "empty", op_timer=no_timing)
+    resumed.load_state_dict(state)
+    resumed.on_train_start(ctx)  # resumed: ctx.plan is set, so no new plan
+    assert resumed.rounding.grids() == first.rounding.grids()
+    assert resumed.decide(1, ctx).plan == first.decide(1, ctx).plan
+
+
+def test_trainer_run_with_hardware_widths(tmp_path, monkeypatch):
+    monkeypatch.setattr(width_timing, "time_op", fake_time_op)
+    monkeypatch.setenv("PRUNEKIT_CACHE", str(tmp_path / "cache"))
+    cfg = load_config(None, ["data.name=digits", "data.crop_padding=1", "data.flip=false", "model.name=small_cnn",
+                             "train.epochs=3", "train.batch_size=64", "train.threads=1", "optim.lr=0.05",
+                             "method.name=reprune", "method.params.t_prune=2", "method.params.interval=1",
+                             "method.params.target_macs_ratio=0.5", "method.params.round_to=hardware",
+                             "method.params.policy=all"])
+    summary = Trainer(cfg, tmp_path / "run", quiet=True).fit()
+    assert summary["macs"] <= 0.5 * summary["dense_macs"]
+    decisions = [r for r in io.read_jsonl(tmp_path / "run" / "metrics.jsonl") if r["kind"] == "decision"]
+    assert len(decisions) == 3 and all(r["round_to"] == "hardware" for r in decisions)
+    for record in decisions:  # the fake staircase's grid: multiples of 8 (every small_cnn width is one)
+        assert all(count % BLOCK == 0 for count in record["kept"].values()), record["kept"]
+    assert list((tmp_path / "cache" / "widths").glob("*.json"))
