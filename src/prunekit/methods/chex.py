@@ -4,6 +4,18 @@ The same schedule as REPrune (`PruneRegrowMethod`: initial uniform L1 prune at s
 allocation every dT epochs up to T_prune, cosine-decayed regrowth by projection residuals) with CHEX's own
 selection step: column subset selection by leverage scores of the active filters.
 
+Residual streams under `policy: all` (research note reprune_chex.md §3.1, §3.3): CHEX's ResNet-50 code prunes the
+downsample convs' outputs, each scored on its own weight (CSS over X = W.view(C, -1)^T, which falls back to the
+filter L1 norm where d = C_in < C, always the case for a 1x1 projection). Here a stream is one channel group
+written by the projection and every block's last conv; CHEX scores it as its downsample conv: `group_filters`
+returns the rows of the group's shortcut writers only (`shortcut_writers`) for the initial L1 prune, the CSS
+selection and the regrowth projection. A stream without a projection writer (a CIFAR ResNet's first stage, whose
+writers are the stem and the conv2s) has no CHEX counterpart and keeps the stacked filters of all its writers.
+Allocation still reads the largest |gamma| over the stream's BNs (`group_gammas`); CHEX reads the downsample BN.
+
+The base class reads filters through `readers.group_filters` until it calls `self.group_filters` (the hook the
+report of issue 17 asks for in prune_regrow.py); until then the stream rule above is not in effect in training.
+
     method:
       name: chex
       params: {sparsity: 0.5, t_prune: 180, interval: 2, delta0: 0.2}
@@ -12,10 +24,15 @@ selection step: column subset selection by leverage scores of the active filters
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import Literal
 
 import torch
+from torch import nn
 
+from prunekit.channels import ChannelGroup, ChannelPlan, readers
+from prunekit.channels.groups_base import is_plain_weight_layer
+from prunekit.channels.surgery import KeptIndices
 from prunekit.criteria import chex_leverage_select
 from prunekit.methods import METHODS
 from prunekit.methods.params import param
@@ -30,6 +47,24 @@ class CHEXParams(PruneRegrowParams):
     regrow_momentum: Literal["restore", "zero"] = param(
         "zero", "optimizer state of a regrown channel: zero (CHEX's code) or restore (the state it had when it "
                 "was pruned)")
+
+
+def shortcut_writers(group: ChannelGroup, groups: Sequence[ChannelGroup], model: nn.Module) -> list[str]:
+    """The projection (downsample) convs among the writers of a residual stream: writers that read a group which
+    a conv outside this group's writers also reads (the block input, read by the block's first conv too). A
+    block's last conv reads only its block's inner group and is not one. [] for a single-writer group, or when
+    the group a writer reads is not among `groups`."""
+    if group.internal:
+        return []
+    writers = set(group.producers)
+    found = []
+    for name in group.producers:
+        if not is_plain_weight_layer(model.get_submodule(name)):
+            continue
+        read = [g for g in groups if name in g.consumers]
+        if any(set(g.consumers) - writers for g in read):
+            found.append(name)
+    return found
 
 
 @METHODS.register("chex")
@@ -50,3 +85,14 @@ class CHEX(PruneRegrowMethod):
         rows = filters[active]
         kept = [active[i] for i in chex_leverage_select(rows, n_keep)]
         return GroupSelection(sorted(kept))
+
+    def group_filters(self, supernet: nn.Module, group: ChannelGroup, plan: ChannelPlan | None,
+                      groups: Sequence[ChannelGroup], inputs: KeptIndices | None = None) -> torch.Tensor | None:
+        """The filters CHEX scores a group by (`readers.group_filters` layout): for a residual stream with a
+        projection writer, that conv's rows only, as CHEX's code scores each downsample conv on its own weight
+        (module docstring); every other group's writers stacked, as the base class."""
+        shortcuts = set(shortcut_writers(group, groups, supernet))
+        if shortcuts:
+            slices = tuple(s for s in group.slices if s.dim != 0 or s.tensor != "weight" or s.module in shortcuts)
+            group = dataclasses.replace(group, slices=slices)
+        return readers.group_filters(supernet, group, plan, groups, inputs)
