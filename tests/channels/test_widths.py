@@ -9,7 +9,7 @@ import torch
 
 from prunekit.channels import ChannelPlan
 from prunekit.channels.groups_base import ChannelGroup
-from prunekit.channels.widths import WidthRounder, check_round_to, fast_widths, monotone_fit
+from prunekit.channels.widths import WidthRounder, check_round_to, fast_widths, monotone_fit, staircase_fit
 from prunekit.errors import UserError
 
 
@@ -42,6 +42,25 @@ def test_monotone_fit_pools_a_noisy_dip():
     # a narrower width that timed slower (noise) does not make the next width look like a fast step
     noisy = {**staircase(16, 8), 3: 1.2}
     assert fast_widths(noisy, 16) == [8, 16]
+
+
+def test_staircase_fit_recovers_a_line_plus_blocks_of_16():
+    exact = {w: 0.5 + 0.01 * w + 0.2 * 16 * math.ceil(w / 16) for w in range(1, 65)}
+    fitted, block = staircase_fit(exact)
+    assert block == 16 and fitted == pytest.approx(exact)
+    noise = torch.Generator().manual_seed(0)
+    noisy = {w: t * (1 + 0.03 * float(torch.rand(1, generator=noise))) for w, t in exact.items()}
+    fitted, block = staircase_fit(noisy)
+    assert block == 16 and fast_widths(fitted, 64, tol=0.05) == fast_widths(exact, 64, tol=0.05)
+    line = {w: 1.0 + 0.1 * w for w in range(1, 33)}
+    fitted, _ = staircase_fit(line)
+    assert fitted == pytest.approx(line)  # a line stays a line (no staircase is invented)
+
+
+def test_rounder_fit_uses_the_fitted_times():
+    noisy = {**staircase(32, 8), 12: 0.5}  # one width timed far too fast
+    assert 12 in WidthRounder.from_tables({"a": noisy}, {"a": 32}).grid("a")
+    assert WidthRounder.from_tables({"a": noisy}, {"a": 32}, fit=True).grid("a") == [8, 16, 24, 32]
 
 
 def test_full_width_missing_from_the_table_is_a_user_error():

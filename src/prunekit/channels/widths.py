@@ -27,8 +27,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
+
 from prunekit.errors import UserError
 
+BLOCKS = (2, 4, 8, 16, 32, 64)  # staircase blocks staircase_fit tries
 DEFAULT_TOL = 0.05  # timing noise on a shared CPU is a few percent; steps of oneDNN blocks are 20-60%
 HARDWARE = "hardware"
 
@@ -54,6 +57,31 @@ def monotone_fit(times: Mapping[int, float]) -> dict[int, float]:
             blocks[-1][1] += count
     fitted = [block[0] / block[1] for block in blocks for _ in range(int(block[1]))]
     return dict(zip(widths, fitted, strict=True))
+
+
+def staircase_fit(times: Mapping[int, float], blocks: tuple[int, ...] = BLOCKS) -> tuple[dict[int, float], int]:
+    """Least-squares fit of t(w) = a + b w + c B ceil(w / B) (c >= 0), the block B chosen by the smallest
+    residual (B = 1: the line a + b w); returns the fitted table and B. A denoiser for tables timed on a busy
+    machine: a layer's time is a linear part plus, where the kernel blocks channels (oneDNN: 8 or 16 on CPU,
+    tensor-core tiles on GPU), a staircase."""
+    widths = sorted(times)
+    w = torch.tensor(widths, dtype=torch.float64)
+    y = torch.tensor([float(times[x]) for x in widths], dtype=torch.float64)
+    best: tuple[float, int, torch.Tensor] | None = None
+    for block in (1, *blocks):
+        if block > 1 and block >= widths[-1]:
+            continue
+        columns = [torch.ones_like(w), w] + ([block * torch.ceil(w / block)] if block > 1 else [])
+        design = torch.stack(columns, dim=1)
+        coef = torch.linalg.lstsq(design, y.unsqueeze(1)).solution.squeeze(1)
+        if block > 1 and coef[2] < 0:
+            continue
+        fitted = design @ coef
+        rss = float(((fitted - y) ** 2).sum())
+        if best is None or rss < best[0] * (1 - 1e-9):
+            best = (rss, block, fitted)
+    assert best is not None  # the line always fits
+    return dict(zip(widths, best[2].tolist(), strict=True)), best[1]
 
 
 def fast_widths(times: Mapping[int, float], size: int, tol: float = DEFAULT_TOL) -> list[int]:
@@ -83,8 +111,12 @@ class WidthRounder:
 
     @classmethod
     def from_tables(cls, tables: Mapping[str, Mapping[int, float]], sizes: Mapping[str, int],
-                    min_channels: int = 1, tol: float = DEFAULT_TOL) -> WidthRounder:
+                    min_channels: int = 1, tol: float = DEFAULT_TOL, fit: bool = False) -> WidthRounder:
+        """Grids from measured tables; `fit`: denoise each table with `staircase_fit` first (the fitted times
+        are also those the step-downs compare)."""
         times = {name: {int(w): float(t) for w, t in table.items()} for name, table in tables.items()}
+        if fit:
+            times = {name: staircase_fit(table)[0] for name, table in times.items()}
         grids = {name: fast_widths(table, sizes[name], tol) for name, table in times.items()}
         return cls(grids, times, dict(sizes), min_channels)
 
@@ -137,4 +169,5 @@ class WidthRounder:
         return new, info
 
 
-__all__ = ["DEFAULT_TOL", "HARDWARE", "WidthRounder", "check_round_to", "fast_widths", "monotone_fit"]
+__all__ = ["DEFAULT_TOL", "HARDWARE", "WidthRounder", "check_round_to", "fast_widths", "monotone_fit",
+           "staircase_fit"]

@@ -2,9 +2,11 @@
 
 A group's time at width w is the sum, over the convs / linears whose weights carry the group (its producers'
 output channels, its consumers' input channels; a depthwise producer shrinks in, out and groups together), of
-one forward + backward of that layer alone at batch `batch`, with the group at width w and every other dim at
-full width. Approximations (stated): norms, activations and the other groups' widths are left out, so the table
-ranks widths of one group; it does not predict the whole network's time.
+one forward + backward (weight and input gradients) of that layer alone at batch `batch`, with the group at
+width w and every other dim at full width; each width's time is the fastest of a few interleaved rounds.
+Approximations (stated): norms, activations and the other groups' widths are left out, so the table ranks widths
+of one group; it does not predict the whole network's time. Under the internal policy of a ResNet the other dims
+are residual streams, which stay full, so there they are exact.
 
 Identical layers (same shapes, same varying dim) are timed once, in any model: the cache maps an op's key to its
 per-width seconds, one file per (device, torch version, threads, batch, dtype, memory format) under
@@ -171,8 +173,13 @@ def time_op(op: LayerOp, widths: Sequence[int], batch: int, device: torch.device
     other processes only ever add time); rounds interleave the widths so that a slow spell hits all alike."""
     built = {w: op.build(w, batch, device, memory_format) for w in widths}
 
+    for _, x in built.values():
+        x.requires_grad_(True)  # inside a network every layer but the first also computes its input's gradient
+
     def step(w: int) -> None:
         module, x = built[w]
+        module.zero_grad(set_to_none=True)
+        x.grad = None
         module(x).sum().backward()
 
     for w in widths:  # warm-up: allocator, oneDNN primitive creation

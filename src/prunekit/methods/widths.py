@@ -11,6 +11,7 @@ The timing tables are part of the method's state (`state_dict`), so a resumed ru
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -48,6 +49,8 @@ class PlanRounding:
         self.rounder: WidthRounder | None = None
         self.macs: PlanMacs | None = None
         self.groups: list[ChannelGroup] = []
+        self.timing_seconds: float | None = None  # wall time of this run's width timing (None: restored)
+        self.reported = False  # the grids go into the first rounding's info only
 
     @property
     def hardware(self) -> bool:
@@ -64,13 +67,15 @@ class PlanRounding:
         if not self.hardware:
             return
         if self.tables is None:
+            start = time.perf_counter()
             timer = self.timer or WidthTimer(timing_batch(ctx), ctx.device,
                                              ctx.example_inputs.is_contiguous(memory_format=torch.channels_last)
                                              and not ctx.example_inputs.is_contiguous())
             self.tables = timer.group_tables(ctx.supernet, self.groups, ctx.example_inputs)
+            self.timing_seconds = time.perf_counter() - start
         sizes = {g.name: g.size for g in self.groups}
         self.rounder = WidthRounder.from_tables({n: t for n, t in self.tables.items() if n in sizes}, sizes,
-                                                self.min_channels)
+                                                self.min_channels, fit=True)
 
     def search_counts(self, groups: Sequence[ChannelGroup], counts: Sequence[int]) -> list[int]:
         """Counts as a budget search should price them: rounded up to the integer multiple; under hardware
@@ -90,7 +95,7 @@ class PlanRounding:
             return {n: min(sizes[n], -(-int(c) // self.step) * self.step) for n, c in counts.items()}, {}
         assert self.rounder is not None, "PlanRounding.prepare first"
         new, info = self.rounder.round_counts(counts, self.macs_of, budget)
-        return new, {**info, "round_to": HARDWARE}
+        return new, self._info(info)
 
     def apply(self, plan: ChannelPlan, groups: Sequence[ChannelGroup],
               scores: Mapping[str, torch.Tensor] | None = None,
@@ -100,7 +105,14 @@ class PlanRounding:
             return plan.rounded(groups, self.step, scores), {}
         assert self.rounder is not None, "PlanRounding.prepare first"
         rounded = plan.rounded(groups, self.rounder, scores, macs_of=self.macs_of, budget=budget)
-        return rounded, {**self.rounder.last_info, "round_to": HARDWARE}
+        return rounded, self._info(self.rounder.last_info)
+
+    def _info(self, info: Mapping[str, Any]) -> dict[str, Any]:
+        out = {**info, "round_to": HARDWARE}
+        if not self.reported:
+            out.update({"width_grids": self.grids(), "width_timing_seconds": self.timing_seconds})
+            self.reported = True
+        return out
 
     def grids(self) -> dict[str, list[int]]:
         return {} if self.rounder is None else {n: self.rounder.grid(n) for n in self.rounder.grids}
