@@ -189,3 +189,17 @@ def test_paper_presets_hold_the_official_lists(preset, model_name, official, dec
     assert len(batches) == decisions
     assert method.decision_epoch(len(batches) - 1) <= cfg.train.epochs
     assert method.on_train_start(ctx) is None  # prune_epoch > 0: nothing yet, and the schedule fits
+
+
+def test_short_digits_run_with_a_per_conv_list(tmp_path, digits_config):
+    """The config path end to end: a per-conv mapping by conv name, layerwise, on the digits CNN (16/32/64)."""
+    from prunekit import io
+    from prunekit.train.trainer import Trainer
+
+    cfg = digits_config(3, "hrank", "{prune_epoch: 1, rank_batches: 2, rates_per_conv: {features.conv1: 0.25, "
+                                    "features.conv3: 0.5}}")
+    Trainer(cfg, tmp_path / "run", quiet=True).fit()
+    decisions = [r for r in io.read_jsonl(tmp_path / "run" / "metrics.jsonl") if r["kind"] == "decision"]
+    # by hand: conv2 is not named (rate 0, never cut); 16 - int(0.25 * 16) = 12 after epoch 1, 64 - 32 after 2
+    assert [d["groups"] for d in decisions] == [["features.conv1"], ["features.conv3"]]
+    assert decisions[-1]["kept"] == {"features.conv1": 12, "features.conv3": 32}  # the plan names cut groups

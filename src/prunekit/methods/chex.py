@@ -9,8 +9,10 @@ downsample convs' outputs, each scored on its own weight (CSS over X = W.view(C,
 filter L1 norm where d = C_in < C, always the case for a 1x1 projection). Here a stream is one channel group
 written by the projection and every block's last conv; CHEX scores it as its downsample conv: `group_filters`
 returns the rows of the group's shortcut writers only (`shortcut_writers`) for the initial L1 prune, the CSS
-selection and the regrowth projection. A stream without a projection writer (a CIFAR ResNet's first stage, whose
-writers are the stem and the conv2s) has no CHEX counterpart and keeps the stacked filters of all its writers.
+selection and the regrowth projection (once the kept filters span all d = C_in dimensions, every candidate's
+residual is about 0 and regrowth is uniform, as it is for CHEX's downsample convs). A stream without a
+projection writer (a CIFAR ResNet's first stage, whose writers are the stem and the conv2s) has no CHEX
+counterpart and keeps the stacked filters of all its writers.
 Allocation still reads the largest |gamma| over the stream's BNs (`group_gammas`); CHEX reads the downsample BN.
 
 The base class reads filters through `readers.group_filters` until it calls `self.group_filters` (the hook the
