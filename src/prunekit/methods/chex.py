@@ -6,7 +6,7 @@ selection step: column subset selection by leverage scores of the active filters
 
 Residual streams under `policy: all` (research note reprune_chex.md §3.1, §3.3): CHEX's ResNet-50 code prunes the
 downsample convs' outputs, each scored on its own weight (CSS over X = W.view(C, -1)^T, which falls back to the
-filter L1 norm where d = C_in < C, always the case for a 1x1 projection). Here a stream is one channel group
+filter L1 norm where d = C_in < C, as for every ResNet projection, which widens). Here a stream is one channel group
 written by the projection and every block's last conv; CHEX scores it as its downsample conv: `group_filters`
 returns the rows of the group's shortcut writers only (`shortcut_writers`) for the initial L1 prune, the CSS
 selection and the regrowth projection (once the kept filters span all d = C_in dimensions, every candidate's
