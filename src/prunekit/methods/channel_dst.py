@@ -19,17 +19,20 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Any, Literal
 
 import torch
 
 from prunekit.channels import ChannelPlan, kept_indices
 from prunekit.channels.readers import group_filters
 from prunekit.channels.surgery import scatter_, select
+from prunekit.channels.widths import check_round_to
 from prunekit.errors import UserError
 from prunekit.methods import METHODS
 from prunekit.methods.base import Decision, TrainContext
 from prunekit.methods.dst_base import DSTParams, DynamicSparseMethod
 from prunekit.methods.params import MIN_CHANNELS_HELP, PREFIX, param
+from prunekit.methods.widths import ROUND_TO_HELP, PlanRounding, only_within
 
 
 @dataclasses.dataclass
@@ -41,9 +44,14 @@ class ChannelDSTParams(DSTParams):
     channel_target: float = param(0.5, "at most this fraction of each group's channels is removed in all")
     channel_end_fraction: float = param(0.75, "no channel is removed after this fraction of the training steps")
     min_channels: int = param(1, MIN_CHANNELS_HELP)
+    round_to: int | Literal["hardware"] = param(1, f"{ROUND_TO_HELP}. Channels added by the rounding are the "
+                                                   "just-removed ones with the largest UMM (never one removed "
+                                                   "at an earlier decision); hardware rounding may also remove "
+                                                   "more, lowest UMM first")
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        check_round_to(self.round_to, f"{PREFIX}round_to")
         if self.channel_every < 1:
             raise UserError(f"{PREFIX}channel_every must be >= 1, got {self.channel_every}")
         for key in ("channel_rate", "channel_target", "channel_end_fraction"):
@@ -91,18 +99,37 @@ class ChannelDST(DynamicSparseMethod):
             return None
         plan = ctx.plan or ChannelPlan()
         keep: dict[str, list[int]] = {}
+        scores: dict[str, torch.Tensor] = {}
         for group in ctx.groups or []:
             filters = group_filters(ctx.supernet, group, ctx.plan, ctx.groups)
             if filters is None:
                 continue
             kept = plan.kept(group)
-            keep[group.name] = channels_to_keep(unmasked_mean_magnitude(filters), kept, group.size, p.channel_rate,
-                                                p.channel_target, p.min_channels)
-        new = ChannelPlan({**plan.keep, **keep})
+            umm = unmasked_mean_magnitude(filters)
+            keep[group.name] = channels_to_keep(umm, kept, group.size, p.channel_rate, p.channel_target,
+                                                p.min_channels)
+            scores[group.name] = only_within(umm, kept)
+        rounded, rounding_info = self.rounding.round_once(
+            ctx, ChannelPlan(keep), [g for g in ctx.groups or [] if g.name in keep], scores)
+        new = ChannelPlan({**plan.keep, **rounded.keep})
         removed = {g.name: len(plan.kept(g)) - len(new.kept(g)) for g in ctx.groups or []}
         if not any(removed.values()):
             return None
-        return Decision(plan=new, info={"removed": {k: v for k, v in removed.items() if v}})
+        return Decision(plan=new, info={"removed": {k: v for k, v in removed.items() if v}, **rounding_info})
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), **self.rounding.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.rounding.load_state_dict(state)
+
+    @property
+    def rounding(self) -> PlanRounding:
+        """round_to's rounding, made on first use (DynamicSparseMethod owns __init__)."""
+        if "_rounding" not in vars(self):
+            self._rounding = PlanRounding(self.params.round_to, self.params.min_channels)
+        return self._rounding
 
     def _ever_active_with(self, name: str, mask: torch.Tensor, ctx: TrainContext) -> torch.Tensor:
         """Write the subnet's mask into the full-width ever-active record at the kept positions."""

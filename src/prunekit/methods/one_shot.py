@@ -13,6 +13,10 @@ most that many MACs. The plan only changes at the rates j / width of some group 
 the search is an integer bisection over those steps (`budget.MacsBudget`) with the analytic MACs of
 `channels.macs_estimator`; the chosen plan's MACs are then measured. A group never keeps fewer than
 `min_channels`. Among equal scores the lower channel index is kept (`criteria.keep_top`).
+
+`round_to` (`methods.widths`): an integer rounds kept counts up to its multiples, adding the best-scoring
+removed channels (the MACs search prices the rounded plan); "hardware" moves them to this device's fast widths
+within the unrounded plan's MACs (the search prices the unrounded plan).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from torch import nn
 
 from prunekit.channels import ChannelGroup, ChannelPlan, macs_estimator, plan_macs
 from prunekit.channels.readers import group_gammas, l1_group_scores, masked_copy
+from prunekit.channels.widths import check_round_to
 from prunekit.criteria import keep_top, prune_count
 from prunekit.errors import UserError
 from prunekit.measure import count_macs
@@ -42,6 +47,7 @@ from prunekit.methods.params import (
     param,
 )
 from prunekit.methods.prune_once import PruneOnceMethod
+from prunekit.methods.widths import ROUND_TO_HELP, PlanRounding
 
 
 @dataclasses.dataclass
@@ -56,11 +62,13 @@ class OneShotParams(ChannelParams):
     target_macs_ratio: float | None = param(None, f"{TARGET_MACS_HELP}: the smallest uniform rate that meets it")
     policy: Literal["internal", "all"] = param("internal", POLICY_HELP)
     min_channels: int = param(1, MIN_CHANNELS_HELP)
+    round_to: int | Literal["hardware"] = param(1, ROUND_TO_HELP)
 
     def __post_init__(self) -> None:
         self.check_channel_params()
         if self.rate is not None:
             check_rate(self.rate, "rate")
+        check_round_to(self.round_to)
 
 
 def uniform_keep(scores: torch.Tensor, kept: Sequence[int], rate: float, size: int, min_channels: int) -> list[int]:
@@ -83,6 +91,7 @@ class OneShotPruning(PruneOnceMethod):
         super().__init__()
         self.params = params
         self.channel_policy = params.policy
+        self.rounding = PlanRounding(params.round_to, params.min_channels)
 
     def uniform_plan(self, ctx: TrainContext, scores: dict[str, torch.Tensor], rate: float) -> ChannelPlan:
         assert ctx.groups is not None
@@ -104,15 +113,26 @@ class OneShotPruning(PruneOnceMethod):
                 scores[group.name] = score
         if not scores:
             raise UserError(f"{self.name}: no prunable channel group can be scored")
+        scored = [g for g in ctx.groups if g.name in scores]
         if self.params.rate is not None:
-            return self.uniform_plan(ctx, scores, self.params.rate), {"rate": self.params.rate}
+            plan, info = self.rounding.round_once(ctx, self.uniform_plan(ctx, scores, self.params.rate), scored,
+                                                  scores)
+            return plan, {"rate": self.params.rate, **info}
         budget = MacsBudget(self.params.target_macs_ratio, count_macs(ctx.supernet, ctx.example_inputs[:1]))
         estimate = macs_estimator(ctx.supernet, ctx.groups, ctx.example_inputs)
-        rates = rate_steps([g.size for g in ctx.groups if g.name in scores])
-        rate = budget.search(rates, lambda r: estimate(self.uniform_plan(ctx, scores, r))).value
-        plan = self.uniform_plan(ctx, scores, rate)
+        rates = rate_steps([g.size for g in scored])
+        rate = budget.search(rates, lambda r: estimate(
+            self.rounding.priced(self.uniform_plan(ctx, scores, r), scored, scores))).value
+        plan, info = self.rounding.round_once(ctx, self.uniform_plan(ctx, scores, rate), scored, scores)
         macs = plan_macs(ctx.supernet, plan, ctx.groups, ctx.example_inputs)  # measured, not estimated
-        return plan, {"rate": rate, **budget.outcome(macs)}
+        return plan, {"rate": rate, **info, **budget.outcome(macs)}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), **self.rounding.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.rounding.load_state_dict(state)
 
 
 @METHODS.register("l1_filter")

@@ -23,7 +23,7 @@ import dataclasses
 import time
 import weakref
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -31,6 +31,7 @@ from torch import nn
 
 from prunekit.channels import ChannelGroup, ChannelPlan
 from prunekit.channels.readers import group_square_norms, kept_fraction, masked_copy, removed_counts, sparse_sides
+from prunekit.channels.widths import check_round_to
 from prunekit.criteria import (
     calibrate_group_lasso_weight,
     group_lasso_layers,
@@ -45,6 +46,7 @@ from prunekit.measure import train_mode
 from prunekit.methods import METHODS
 from prunekit.methods.base import Decision, Method, TrainContext
 from prunekit.methods.params import MIN_CHANNELS_HELP, ChannelParams, param
+from prunekit.methods.widths import ROUND_TO_HELP, PlanRounding, only_within
 
 
 @dataclasses.dataclass
@@ -57,6 +59,11 @@ class PruneTrainParams(ChannelParams):
     min_channels: int = param(1, MIN_CHANNELS_HELP)
     exclude: list[str] = param(help="module names (with their submodules) left out of the group lasso",
                                factory=list)
+    round_to: int | Literal["hardware"] = param(1, f"{ROUND_TO_HELP}. Channels added back are the removed ones "
+                                                   "with the largest weight norms (only those sparsified now); "
+                                                   "hardware rounding may also drop live channels, smallest "
+                                                   "norms first (a departure from PruneTrain, which only removes "
+                                                   "sparse channels)")
 
     def __post_init__(self) -> None:
         self.check_channel_params()
@@ -66,6 +73,7 @@ class PruneTrainParams(ChannelParams):
             raise UserError(f"method.params.interval must be a positive number of epochs, got {self.interval}")
         if not self.threshold > 0:
             raise UserError(f"method.params.threshold must be positive, got {self.threshold}")
+        check_round_to(self.round_to)
 
 
 def prunetrain_removable(model: nn.Module, groups: Sequence[ChannelGroup],
@@ -124,7 +132,9 @@ class PruneTrain(Method):
 
     def __init__(self, params: PruneTrainParams | None = None) -> None:
         self.params = params or PruneTrainParams()
+        self.rounding = PlanRounding(self.params.round_to, self.params.min_channels)
         self.penalty_weight: float | None = None  # lambda_g, fixed once calibrated
+        self.rounding_info: dict[str, Any] = {}  # what round_to did at the latest reconfiguration
         # The layers R_GL covers, found once per network. The trainer swaps in a new subnet object at every
         # reconfiguration; `on_model_changed` drops the cache then. Until every loop calls that hook, the cache
         # is also keyed by the model's identity (a weak reference, not kept alive).
@@ -177,19 +187,23 @@ class PruneTrain(Method):
 
     # ----------------------------------------------------------------- reconfiguration
     def plan_from_sparsity(self, ctx: TrainContext) -> ChannelPlan:
-        """The current plan minus every channel that is sparse on all sides (PruneTrain Step 4)."""
+        """The current plan minus every channel that is sparse on all sides (PruneTrain Step 4), then rounded
+        by `round_to` (its outcome in `self.rounding_info`)."""
         if ctx.groups is None or ctx.supernet is None:
             raise RuntimeError("prunetrain needs ctx.groups and ctx.supernet (channel groups of the model)")
         masked = masked_copy(ctx.supernet, ctx.plan, ctx.groups)  # removed channels read as zero
         removable = prunetrain_removable(masked, ctx.groups, self.params.threshold)
         plan = ctx.plan or ChannelPlan()
         keep: dict[str, list[int]] = {}
+        norms: dict[str, torch.Tensor] = {}
         for group in ctx.groups:
             kept = plan.kept(group)
             remove = set(removable[group.name].nonzero().flatten().tolist())
-            keep[group.name] = shrink_keep(kept, remove, group_square_norms(masked, group),
-                                           self.params.min_channels)
-        return ChannelPlan(keep)
+            square_norms = group_square_norms(masked, group)
+            keep[group.name] = shrink_keep(kept, remove, square_norms, self.params.min_channels)
+            norms[group.name] = only_within(square_norms, kept)  # rounding never brings back an earlier removal
+        rounded, self.rounding_info = self.rounding.round_once(ctx, ChannelPlan(keep), ctx.groups, norms)
+        return rounded
 
     def on_epoch_end(self, epoch: int, ctx: TrainContext) -> Decision | None:
         if (epoch + 1) % self.params.interval != 0:
@@ -202,12 +216,14 @@ class PruneTrain(Method):
             ctx.log({"kind": "prunetrain_reconfigure", "epoch": epoch, "removed": {}, "select_seconds": seconds})
             return None
         return Decision(plan=plan, info={"removed": removed, "kept_fraction": kept_fraction(plan, ctx.groups or []),
-                                         "penalty_weight": self.penalty_weight, "select_seconds": seconds})
+                                         "penalty_weight": self.penalty_weight, "select_seconds": seconds,
+                                         **self.rounding_info})
 
     # ----------------------------------------------------------------- resume
     def state_dict(self) -> dict[str, Any]:
-        return {"penalty_weight": self.penalty_weight}
+        return {"penalty_weight": self.penalty_weight, **self.rounding.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.rounding.load_state_dict(state)
         weight = state.get("penalty_weight")
         self.penalty_weight = None if weight is None else float(weight)

@@ -29,12 +29,14 @@ from torch import nn
 
 from prunekit.channels import ChannelPlan
 from prunekit.channels.readers import group_gammas
+from prunekit.channels.widths import check_round_to
 from prunekit.criteria import bn_layers, l1_subgradient_, slimming_keep, slimming_threshold
 from prunekit.errors import UserError
 from prunekit.methods import METHODS
 from prunekit.methods.base import Decision, TrainContext
 from prunekit.methods.params import MIN_CHANNELS_HELP, POLICY_HELP, ChannelParams, param
 from prunekit.methods.prune_once import PruneOnceMethod
+from prunekit.methods.widths import ROUND_TO_HELP, PlanRounding
 
 
 @dataclasses.dataclass
@@ -51,6 +53,8 @@ class SlimmingParams(ChannelParams):
         "all_bn", "BN scales the L1 term and the percentile cover: all_bn (every affine BN, the official code; "
                   "those outside the prunable groups count in the cut but keep their channels) or groups (only "
                   "the BNs of the prunable groups)")
+    round_to: int | Literal["hardware"] = param(1, f"{ROUND_TO_HELP}; channels added or dropped by the rounding "
+                                                   "are those with the largest / smallest |gamma|")
 
     def __post_init__(self) -> None:
         self.check_channel_params()
@@ -61,6 +65,7 @@ class SlimmingParams(ChannelParams):
                             f"got {self.percentile}")
         if self.s < 0:
             raise UserError(f"method.params.s must be >= 0, got {self.s}")
+        check_round_to(self.round_to)
 
 
 @METHODS.register("slimming")
@@ -76,6 +81,7 @@ class NetworkSlimming(PruneOnceMethod):
         super().__init__()
         self.params = params
         self.channel_policy = params.policy
+        self.rounding = PlanRounding(params.round_to, params.min_channels)
         self.bn_names: list[str] | None = None
         # The regularised BN scales of the model being trained, found once per model: `on_model_changed` drops
         # them, and until every loop calls that hook they are also keyed by the model's identity.
@@ -114,12 +120,14 @@ class NetworkSlimming(PruneOnceMethod):
     def make_plan(self, ctx: TrainContext) -> tuple[ChannelPlan, dict[str, Any]]:
         assert ctx.groups is not None and ctx.supernet is not None
         scored, gammas, kept_lists = [], [], []
+        full_scores: dict[str, torch.Tensor] = {}
         plan = ctx.plan or ChannelPlan()
         for group in ctx.groups:
             scores = group_gammas(ctx.supernet, group, ctx.plan)
             if scores is None:
                 continue
             kept = plan.kept(group)
+            full_scores[group.name] = scores.detach().abs()
             scored.append(group)
             kept_lists.append(kept)
             gammas.append(scores[kept])
@@ -130,9 +138,17 @@ class NetworkSlimming(PruneOnceMethod):
         for group, kept, chosen in zip(scored, kept_lists, chosen_lists, strict=True):
             keep[group.name] = [kept[i] for i in chosen]
         threshold = slimming_threshold(population, self.params.percentile)
-        return ChannelPlan(keep), {"threshold": threshold, "percentile": self.params.percentile,
-                                   "scored_groups": len(scored), "population": self.params.population,
-                                   "population_channels": sum(g.numel() for g in population)}
+        new_plan, rounding_info = self.rounding.round_once(ctx, ChannelPlan(keep), scored, full_scores)
+        return new_plan, {"threshold": threshold, "percentile": self.params.percentile,
+                          "scored_groups": len(scored), "population": self.params.population,
+                          "population_channels": sum(g.numel() for g in population), **rounding_info}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), **self.rounding.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.rounding.load_state_dict(state)
 
     def outside_gammas(self, ctx: TrainContext) -> list[torch.Tensor]:
         """|gamma| of the affine BNs on no prunable group (in the trained model: full width, never pruned)."""

@@ -39,6 +39,14 @@ def timing_batch(ctx: Any) -> int:
     return DEFAULT_TIMING_BATCH
 
 
+def only_within(scores: torch.Tensor, kept: Sequence[int]) -> torch.Tensor:
+    """`scores` (float64) with -inf outside `kept`: for methods whose plans only shrink, rounding may add back a
+    channel removed at this decision, never one removed earlier (while the count stays within the old one)."""
+    out = torch.full(scores.shape, float("-inf"), dtype=torch.float64)
+    out[list(kept)] = scores.detach().double().cpu()[list(kept)]
+    return out
+
+
 class PlanRounding:
     """The `round_to` of one method: an int, or "hardware" with its timing tables (measured or restored)."""
 
@@ -100,12 +108,22 @@ class PlanRounding:
     def apply(self, plan: ChannelPlan, groups: Sequence[ChannelGroup],
               scores: Mapping[str, torch.Tensor] | None = None,
               budget: float | None = None) -> tuple[ChannelPlan, dict[str, Any]]:
-        """The plan rounded (ChannelPlan.rounded's rules) and, under hardware rounding, what it did."""
+        """The plan rounded (ChannelPlan.rounded's rules) and, under hardware rounding, what it did. Entries of
+        the plan for groups not in `groups` stay as they are (and count in the MACs as they are)."""
+        names = {g.name for g in groups}
+        inside = ChannelPlan({n: k for n, k in plan.keep.items() if n in names})
+        outside = {n: k for n, k in plan.keep.items() if n not in names}
         if not self.hardware:
-            return plan.rounded(groups, self.step, scores), {}
+            return ChannelPlan({**outside, **inside.rounded(groups, self.step, scores).keep}), {}
         assert self.rounder is not None, "PlanRounding.prepare first"
-        rounded = plan.rounded(groups, self.rounder, scores, macs_of=self.macs_of, budget=budget)
-        return rounded, self._info(self.rounder.last_info)
+        sizes = {g.name: g.size for g in self.groups}
+        fixed = {n: len(k) for n, k in outside.items() if n in sizes}
+
+        def macs_of(counts: Mapping[str, int]) -> int:
+            return self.macs_of({**fixed, **counts})
+
+        rounded = inside.rounded(groups, self.rounder, scores, macs_of=macs_of, budget=budget)
+        return ChannelPlan({**outside, **rounded.keep}), self._info(self.rounder.last_info)
 
     def _info(self, info: Mapping[str, Any]) -> dict[str, Any]:
         out = {**info, "round_to": HARDWARE}
@@ -113,6 +131,22 @@ class PlanRounding:
             out.update({"width_grids": self.grids(), "width_timing_seconds": self.timing_seconds})
             self.reported = True
         return out
+
+    def priced(self, plan: ChannelPlan, groups: Sequence[ChannelGroup],
+               scores: Mapping[str, torch.Tensor] | None = None) -> ChannelPlan:
+        """The plan as a MACs-budget search should price it: rounded up to the integer multiple; under hardware
+        rounding unchanged (`apply` afterwards keeps the plan within its MACs)."""
+        return plan if self.hardware or self.step == 1 else plan.rounded(groups, self.step, scores)
+
+    def round_once(self, ctx: Any, plan: ChannelPlan, groups: Sequence[ChannelGroup],
+                   scores: Mapping[str, torch.Tensor] | None = None) -> tuple[ChannelPlan, dict[str, Any]]:
+        """For a method that decides once: prepare on all of ctx.groups (MACs over the whole model), then
+        round `groups` of the plan. Integer round_to 1 returns the plan as it is."""
+        if not self.hardware and self.step == 1:
+            return plan, {}
+        if self.macs is None:
+            self.prepare(ctx, ctx.groups, PlanMacs(ctx.supernet, ctx.groups, ctx.example_inputs))
+        return self.apply(plan, groups, scores)
 
     def grids(self) -> dict[str, list[int]]:
         return {} if self.rounder is None else {n: self.rounder.grid(n) for n in self.rounder.grids}
@@ -128,4 +162,4 @@ class PlanRounding:
             self.tables = {str(n): {int(w): float(t) for w, t in table.items()} for n, table in tables.items()}
 
 
-__all__ = ["DEFAULT_TIMING_BATCH", "ROUND_TO_HELP", "PlanRounding", "timing_batch"]
+__all__ = ["DEFAULT_TIMING_BATCH", "ROUND_TO_HELP", "PlanRounding", "only_within", "timing_batch"]
