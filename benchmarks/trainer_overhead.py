@@ -11,7 +11,9 @@ one after the other differ by 2x). Per step:
            learning-rate schedule, the method hooks, the on-device loss/accuracy sums, the progress bar (on) and
            the after-step hooks (`Trainer(cfg).fit()`, dense method, 1 epoch)
 
-The two train the same network on the same batches, and their final weights are checked bitwise equal. The work
+The two train the same network on the same batches, and their final weights are checked bitwise equal. The same
+pairing with a tiny MLP on 3x4x4 images (compute next to nothing) gives the Trainer's own cost per step in
+microseconds (the median paired difference), put against the ResNet-20 bare step. The work
 outside the steps is reported apart (whole fit() time minus its epoch time: set-up, one evaluation of TEST images,
 the epoch line, one checkpoint, the final model and summary), as a fraction of a 391-step CIFAR-10 epoch of bare
 steps (an upper bound of the per-epoch share: set-up and the final model happen once per run). Decisions too, since the
@@ -54,11 +56,15 @@ BATCH, TEST = 128, 128
 STEPS_PER_EPOCH, DECISION_INTERVAL = 391, 2  # CIFAR-10 at batch 128; configs/reprune-cifar10-resnet20.yaml
 
 
-def run_config(steps: int) -> RunConfig:
-    return load_config(None, [
-        "data.name=synthetic", f"data.synthetic_size={BATCH * steps}", "data.synthetic_shape=[3, 32, 32]",
-        f"data.test_subset={TEST}", "model.name=resnet20", f"train.batch_size={BATCH}", "train.epochs=1",
-        "train.threads=1", "train.progress=always", "optim.nesterov=true", "schedule.warmup_epochs=1"])
+def run_config(steps: int, tiny: bool = False) -> RunConfig:
+    """ResNet-20 on 3x32x32 images, or (tiny) an MLP on 3x4x4 images whose compute is next to nothing, so that
+    the difference of the paired steps is the Trainer's own cost per step, in absolute terms."""
+    model = (["model.name=mlp", "model.kwargs={input_size: 4, hidden: [8]}", "data.synthetic_shape=[3, 4, 4]"]
+             if tiny else ["model.name=resnet20", "data.synthetic_shape=[3, 32, 32]"])
+    return load_config(None, model + [
+        "data.name=synthetic", f"data.synthetic_size={BATCH * steps}", f"data.test_subset={TEST}",
+        f"train.batch_size={BATCH}", "train.epochs=1", "train.threads=1", "train.progress=always",
+        "optim.nesterov=true", "schedule.warmup_epochs=1"])
 
 
 class Lockstep:
@@ -71,7 +77,8 @@ class Lockstep:
                                   augment=cfg.data.augment, crop_padding=cfg.data.crop_padding, flip=cfg.data.flip,
                                   seed=cfg.train.seed)
         torch.manual_seed(derived_seed(cfg.train.seed, 0x30DE1))  # the Trainer's initialisation
-        self.model = create_model(cfg.model.name, num_classes=data.train.num_classes, in_channels=3)
+        self.model = create_model(cfg.model.name, num_classes=data.train.num_classes, in_channels=3,
+                                  **cfg.model.kwargs)
         self.optimizer = build_optimizer(self.model, cfg.optim)
         self.batches = self.loader.iterate(0)
         self.step = 0
@@ -140,6 +147,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--steps", type=int, default=40, help="training steps per run (batch 128)")
+    parser.add_argument("--tiny-steps", type=int, default=400, help="steps per run of the tiny-MLP pairing")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -158,6 +166,13 @@ def main() -> None:
                   f"{len(lock.bare)} steps  ({100 * step_overhead[-1]:+.2f}%); outside the steps {fixed:.2f}s; "
                   f"weights equal: {same}", flush=True)
     paired = [t / b - 1 for t, b in zip(trainer, bare, strict=True)]
+    tiny_bare, tiny_diff = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(args.repeats):
+            lock, _, _ = lockstep_run(run_config(args.tiny_steps, tiny=True), Path(tmp) / f"tiny{r}")
+            tiny_bare += lock.bare
+            tiny_diff += [t - b for t, b in zip(lock.trainer, lock.bare, strict=True)]
+    own_cost = statistics.median(tiny_diff)
     bare_step = statistics.median(bare)
     decision = decision_seconds(5)
     epoch_fixed = statistics.median(per_epoch) / (STEPS_PER_EPOCH * bare_step)
@@ -168,9 +183,14 @@ def main() -> None:
         "bare_step_s": bare, "trainer_step_s": trainer, "repeat_overhead": step_overhead,
         "per_epoch_work_s": per_epoch, "weights_equal": equal, "decision_s": decision,
         "epoch_work_fraction": epoch_fixed, "decision_fraction_per_interval": per_interval,
+        "tiny_bare_step_s": statistics.median(tiny_bare), "tiny_step_difference_s": tiny_diff,
+        "own_cost_s": own_cost, "own_cost_fraction": own_cost / bare_step,
     }
     print(f"bare step median {1000 * bare_step:.0f} ms; Trainer step vs bare step, per repeat (sum of steps): "
           f"{spread(step_overhead)}; paired steps: {spread(paired)}")
+    print(f"the Trainer's own cost per step (tiny MLP, bare step {1e6 * statistics.median(tiny_bare):.0f} us): "
+          f"median {1e6 * own_cost:.0f} us (quartiles {1e6 * statistics.quantiles(tiny_diff)[0]:.0f}, "
+          f"{1e6 * statistics.quantiles(tiny_diff)[2]:.0f} us) = {100 * own_cost / bare_step:.3f}% of a ResNet-20 step")
     print(f"work outside the steps (set-up, evaluation of {TEST} images, epoch line, checkpoint, final model) "
           f"{statistics.median(per_epoch):.2f}s "
           f"= {100 * epoch_fixed:.2f}% of a {STEPS_PER_EPOCH}-step epoch of bare steps")
