@@ -17,6 +17,7 @@
 #   AMP=1 ON_DEVICE=1 COMPILE=0 COMPILE_MODE=default    the GPU-path switches (train.amp, data.on_device,
 #                     train.compile / train.compile_mode); DETERMINISTIC=0 lets cuDNN autotune (train.deterministic)
 #   THREADS=N         torch threads per process (default 4 on a GPU, 1 on the CPU)
+#   CHECKPOINT_EVERY=20   epochs between checkpoints (each writes model, optimizer and supernet; the last is kept)
 #   PYTHON=PATH       default .venv/bin/python if present, else python3; prunekit runs from src/ (PYTHONPATH)
 #   WHEELS=DIR        pure-Python wheels (torch_pruning, PyYAML) put on PYTHONPATH for a python that lacks them
 #
@@ -48,7 +49,7 @@ flag() { [[ $1 == 1 ]] && echo true || echo false; }
 COMMON=(--set "data.path=$DATA" --set "train.device=$DEVICE" --set "train.threads=$THREADS"
         --set "train.amp=$(flag "${AMP:-1}")" --set "data.on_device=$(flag "${ON_DEVICE:-1}")"
         --set "train.compile=$(flag "${COMPILE:-0}")" --set "train.compile_mode=${COMPILE_MODE:-default}"
-        --set train.progress=never)
+        --set train.progress=never --set "train.checkpoint_every=${CHECKPOINT_EVERY:-20}")
 if [[ "$DEVICE" != cpu && "${DETERMINISTIC:-0}" != 1 ]]; then COMMON+=(--set train.deterministic=false); fi
 PRUNE=()
 if [[ -n "${EPOCHS:-}" ]]; then
