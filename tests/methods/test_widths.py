@@ -4,20 +4,29 @@ plan and within a MACs target, the tables travel in the method's state, and a Tr
 
 import json
 import math
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 from tests.methods.test_prune_regrow import set_distinct_gammas, small_ctx
 
 from prunekit import io
-from prunekit.channels import materialize
+from prunekit.channels import ChannelPlan, channel_groups, materialize
+from prunekit.channels.readers import l1_group_scores
 from prunekit.config import load_config
 from prunekit.errors import UserError
 from prunekit.measure import count_macs, width_timing
 from prunekit.measure.width_timing import WidthTimer
 from prunekit.methods import build_method
+from prunekit.methods.base import TrainContext
+from prunekit.methods.channel_dst import ChannelDST, ChannelDSTParams
+from prunekit.methods.one_shot import L1FilterPruning, OneShotParams
 from prunekit.methods.prune_regrow import PruneRegrowParams
+from prunekit.methods.prunetrain import PruneTrain, PruneTrainParams
 from prunekit.methods.reprune import REPrune
+from prunekit.methods.slimming import NetworkSlimming, SlimmingParams
+from prunekit.models import create_model
 from prunekit.train.trainer import Trainer
 
 BLOCK = 8
@@ -112,3 +121,100 @@ def test_trainer_run_with_hardware_widths(tmp_path, monkeypatch):
     for record in decisions:  # the fake staircase's grid: multiples of 8 (every small_cnn width is one)
         assert all(count % BLOCK == 0 for count in record["kept"].values()), record["kept"]
     assert list((tmp_path / "cache" / "widths").glob("*.json"))
+
+
+# ------------------------------------------------------------------ the other channel methods
+
+
+def small_model():
+    torch.manual_seed(0)
+    model = create_model("small_cnn", num_classes=10, in_channels=1)
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for i in (1, 2, 3):
+            bn = model.features.get_submodule(f"bn{i}")
+            bn.weight.copy_(torch.randn(bn.weight.shape, generator=generator))
+    return model
+
+
+def one_shot_ctx(policy="all", plan=None):
+    model = small_model()
+    x = torch.zeros(2, 1, 8, 8)
+    return TrainContext(model=model, optimizer=None, steps_per_epoch=1, epochs=5, example_inputs=x, supernet=model,
+                        groups=channel_groups(model, x, policy=policy), plan=plan)
+
+
+def inject(method, tmp_path):
+    method.rounding.timer = WidthTimer(16, cache_dir=tmp_path, op_timer=lambda op, w: fake_time_op(op, w))
+    return method
+
+
+def test_l1_filter_round_to_8_keeps_the_top_l1_filters_of_the_rounded_count():
+    ctx = one_shot_ctx()
+    plan, _ = L1FilterPruning(OneShotParams(prune_epoch=0, rate=0.3, round_to=8)).make_plan(ctx)
+    for group in ctx.groups:
+        n_keep = min(group.size, -(-(group.size - int(0.3 * group.size)) // 8) * 8)  # 16->12->16, 32->23->24 ...
+        norms = l1_group_scores(ctx.supernet, group).numpy()
+        expected = sorted(np.argsort(-norms, kind="stable")[:n_keep].tolist())
+        assert plan.keep[group.name] == expected, group.name
+
+
+def test_l1_filter_macs_target_with_round_to_8_meets_it_on_multiples_of_8():
+    ctx = one_shot_ctx()
+    plan, info = L1FilterPruning(OneShotParams(prune_epoch=0, target_macs_ratio=0.5, round_to=8)).make_plan(ctx)
+    assert info["target_macs_reached"]
+    assert subnet_macs(ctx, plan) <= 0.5 * count_macs(ctx.supernet, ctx.example_inputs[:1])
+    assert all(len(plan.kept(g)) % 8 == 0 for g in ctx.groups)
+
+
+@pytest.mark.parametrize("params", [{"rate": 0.4}, {"target_macs_ratio": 0.5}])
+def test_l1_filter_hardware_lies_on_the_grid_within_the_unrounded_macs(tmp_path, params):
+    ctx = one_shot_ctx()
+    method = inject(L1FilterPruning(OneShotParams(prune_epoch=0, round_to="hardware", **params)), tmp_path)
+    plan, info = method.make_plan(ctx)
+    unrounded, _ = L1FilterPruning(OneShotParams(prune_epoch=0, **params)).make_plan(ctx)
+    assert on_grid(SimpleNamespace(rounding=method.rounding, groups=ctx.groups), plan)
+    assert subnet_macs(ctx, plan) <= subnet_macs(ctx, unrounded) and info["widths_within_budget"]
+    assert info.get("target_macs_reached", True)
+
+
+def test_slimming_hardware_rounds_its_cut(tmp_path):
+    ctx = one_shot_ctx(policy="internal")
+    hardware = inject(NetworkSlimming(SlimmingParams(prune_epoch=0, percentile=0.6, round_to="hardware")), tmp_path)
+    plain = NetworkSlimming(SlimmingParams(prune_epoch=0, percentile=0.6))
+    plan, unrounded = hardware.on_train_start(ctx).plan, plain.on_train_start(ctx).plan
+    assert plan != unrounded and on_grid(SimpleNamespace(rounding=hardware.rounding, groups=ctx.groups), plan)
+    assert subnet_macs(ctx, plan) <= subnet_macs(ctx, unrounded)
+    for group in ctx.groups:  # a group that keeps more keeps the unrounded cut plus the largest |gamma| others
+        kept, cut = plan.kept(group), unrounded.kept(group)
+        if len(kept) >= len(cut):
+            assert set(cut) <= set(kept)
+
+
+def test_prunetrain_round_to_8_never_brings_back_an_earlier_removal():
+    model = small_model()
+    with torch.no_grad():  # group conv1: channels 3 and 5 sparse on both sides now; 0 removed earlier
+        for c in (3, 5):
+            model.features.conv1.weight[c] = 5e-5
+            model.features.conv2.weight[:, c] = 5e-5
+    x = torch.zeros(2, 1, 8, 8)
+    groups = channel_groups(model, x, policy="all")
+    plan = ChannelPlan({"features.conv1": list(range(1, 16))})
+    ctx = TrainContext(model=model, optimizer=None, steps_per_epoch=1, epochs=5, example_inputs=x, supernet=model,
+                       groups=groups, plan=plan)
+    unrounded = PruneTrain(PruneTrainParams(interval=1)).plan_from_sparsity(ctx)
+    assert len(unrounded.keep["features.conv1"]) == 13
+    rounded = PruneTrain(PruneTrainParams(interval=1, round_to=8)).plan_from_sparsity(ctx)
+    # 13 -> 16 is more than the 15 the plan had: capped at 15, so 3 and 5 come back (removed now), 0 does not
+    assert rounded.keep["features.conv1"] == list(range(1, 16))
+    assert rounded.keep["features.conv2"] == list(range(32))
+
+
+def test_channel_dst_rounds_its_removals(tmp_path):
+    ctx = one_shot_ctx(policy="internal")
+    method = ChannelDST(ChannelDSTParams(sparsity=0.0, channel_every=1, channel_rate=0.3, channel_target=0.5,
+                                         round_to=8))
+    ctx.steps_per_epoch, ctx.epochs = 1, 10
+    decision = method.on_epoch_end(0, ctx)
+    assert all(len(decision.plan.kept(g)) % 8 == 0 for g in ctx.groups)
+    assert any(len(decision.plan.kept(g)) < g.size for g in ctx.groups)

@@ -10,10 +10,14 @@ smoothly it keeps widths about `tol` apart in time. Comparing with the grid's na
 wider width, keeps a smooth curve from collapsing to the full width through a chain of small differences.
 
 Rounding (`WidthRounder.round_counts`), the rule:
-1. every count goes to the nearest grid width at or above its floor (min(min_channels, size)); ties go up;
-2. while the plan's MACs exceed the budget, one group moves down one grid step: the group whose step saves the
-   most time per MAC removed (time from its table, MACs from the estimator); when no group can step down, the
-   plan stays over budget and `info["widths_within_budget"]` is False.
+1. every count c goes to the nearer of its two neighbouring grid widths at or above its floor
+   (min(min_channels, size)): down = the widest grid width <= c, up = the narrowest >= c; ties go up;
+2. while the plan's MACs exceed the budget, one group that went up moves to its `down` width: the one whose
+   move saves the most time per MAC removed (time from its table, MACs from the estimator). Every group ends at
+   one of its two neighbours, so the method's allocation is kept up to one grid step. With every count at its
+   `down` width the MACs are at most the unrounded ones, so the budget is always reached when each count has a
+   grid width below it; otherwise (a count under the group's narrowest fast width) the plan may stay over budget
+   and `info["widths_within_budget"]` is False.
 The budget is the MACs the method's unrounded counts have (never more than the method's own MACs target), so
 hardware rounding never makes a plan costlier than the method chose. Groups without a table keep their count.
 
@@ -128,29 +132,33 @@ class WidthRounder:
         floor = self.floor(name)
         return [w for w in self.grids[name] if w >= floor] or [self.sizes[name]]
 
+    def neighbours(self, name: str, count: int) -> tuple[int | None, int]:
+        """(widest grid width <= count or None, narrowest grid width >= count, the full width at most)."""
+        grid = self.grid(name)
+        lower = [w for w in grid if w <= count]
+        upper = [w for w in grid if w >= count]
+        return (lower[-1] if lower else None), (upper[0] if upper else grid[-1])
+
     def nearest(self, name: str, count: int) -> int:
-        """Step 1: the grid width nearest `count` (ties: the wider); groups without a grid keep `count`."""
+        """Step 1: the nearer neighbour of `count` (ties: the wider); groups without a grid keep `count`."""
         if name not in self.grids:
             return count
-        return min(self.grid(name), key=lambda w: (abs(w - count), -w))
-
-    def step_down(self, name: str, count: int) -> int | None:
-        """The next narrower grid width, or None."""
-        lower = [w for w in self.grid(name) if w < count] if name in self.grids else []
-        return lower[-1] if lower else None
+        down, up = self.neighbours(name, count)
+        return up if down is None or up - count <= count - down else down
 
     def round_counts(self, counts: Mapping[str, int], macs_of: Callable[[Mapping[str, int]], float],
                      budget: float | None = None) -> tuple[dict[str, int], dict[str, Any]]:
         """Steps 1-2 of the module's rule. `budget` defaults to the MACs of `counts` themselves."""
         budget = macs_of(counts) if budget is None else budget
         new = {name: self.nearest(name, int(c)) for name, c in counts.items()}
+        downs = {name: self.neighbours(name, int(c))[0] for name, c in counts.items() if name in self.grids}
         macs = macs_of(new)
         moves = 0
         while macs > budget:
             best: tuple[float, str, int, float] | None = None
             for name, count in new.items():
-                lower = self.step_down(name, count)
-                if lower is None:
+                lower = downs.get(name)
+                if lower is None or lower >= count:
                     continue
                 trial_macs = macs_of({**new, name: lower})
                 saved_macs = macs - trial_macs

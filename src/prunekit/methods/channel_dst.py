@@ -110,7 +110,8 @@ class ChannelDST(DynamicSparseMethod):
                                                 p.min_channels)
             scores[group.name] = only_within(umm, kept)
         rounded, rounding_info = self.rounding.round_once(
-            ctx, ChannelPlan(keep), [g for g in ctx.groups or [] if g.name in keep], scores)
+            ctx, ChannelPlan(keep), [g for g in ctx.groups or [] if g.name in keep], scores,
+            caps={g.name: len(plan.kept(g)) for g in ctx.groups or []})  # channels only leave
         new = ChannelPlan({**plan.keep, **rounded.keep})
         removed = {g.name: len(plan.kept(g)) - len(new.kept(g)) for g in ctx.groups or []}
         if not any(removed.values()):

@@ -202,7 +202,8 @@ class PruneTrain(Method):
             square_norms = group_square_norms(masked, group)
             keep[group.name] = shrink_keep(kept, remove, square_norms, self.params.min_channels)
             norms[group.name] = only_within(square_norms, kept)  # rounding never brings back an earlier removal
-        rounded, self.rounding_info = self.rounding.round_once(ctx, ChannelPlan(keep), ctx.groups, norms)
+        caps = {g.name: len(plan.kept(g)) for g in ctx.groups}  # plans only shrink
+        rounded, self.rounding_info = self.rounding.round_once(ctx, ChannelPlan(keep), ctx.groups, norms, caps)
         return rounded
 
     def on_epoch_end(self, epoch: int, ctx: TrainContext) -> Decision | None:

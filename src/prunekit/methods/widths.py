@@ -139,14 +139,23 @@ class PlanRounding:
         return plan if self.hardware or self.step == 1 else plan.rounded(groups, self.step, scores)
 
     def round_once(self, ctx: Any, plan: ChannelPlan, groups: Sequence[ChannelGroup],
-                   scores: Mapping[str, torch.Tensor] | None = None) -> tuple[ChannelPlan, dict[str, Any]]:
-        """For a method that decides once: prepare on all of ctx.groups (MACs over the whole model), then
-        round `groups` of the plan. Integer round_to 1 returns the plan as it is."""
+                   scores: Mapping[str, torch.Tensor] | None = None,
+                   caps: Mapping[str, int] | None = None) -> tuple[ChannelPlan, dict[str, Any]]:
+        """For a method outside the prune-regrow schedule: prepare on all of ctx.groups (MACs over the whole
+        model) at the first call, then round `groups` of the plan. `caps[name]`: the group keeps at most that
+        many channels (a shrink-only method's previous count; capping drops the lowest scores, so with
+        `only_within` scores exactly the previous channels stay). Integer round_to 1: the plan as it is."""
         if not self.hardware and self.step == 1:
             return plan, {}
         if self.macs is None:
             self.prepare(ctx, ctx.groups, PlanMacs(ctx.supernet, ctx.groups, ctx.example_inputs))
-        return self.apply(plan, groups, scores)
+        rounded, info = self.apply(plan, groups, scores)
+        over = {g.name: caps[g.name] for g in groups
+                if caps is not None and g.name in caps and len(rounded.kept(g)) > caps[g.name]}
+        if over:
+            rounded = rounded.with_counts(groups, over, scores)
+            info = {**info, "capped_groups": sorted(over)}
+        return rounded, info
 
     def grids(self) -> dict[str, list[int]]:
         return {} if self.rounder is None else {n: self.rounder.grid(n) for n in self.rounder.grids}
