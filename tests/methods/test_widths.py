@@ -26,6 +26,7 @@ from prunekit.methods.prune_regrow import PruneRegrowParams
 from prunekit.methods.prunetrain import PruneTrain, PruneTrainParams
 from prunekit.methods.reprune import REPrune
 from prunekit.methods.slimming import NetworkSlimming, SlimmingParams
+from prunekit.methods.torch_pruning_baseline import TorchPruningBaseline, TorchPruningParams
 from prunekit.models import create_model
 from prunekit.train.trainer import Trainer
 
@@ -218,3 +219,17 @@ def test_channel_dst_rounds_its_removals(tmp_path):
     decision = method.on_epoch_end(0, ctx)
     assert all(len(decision.plan.kept(g)) % 8 == 0 for g in ctx.groups)
     assert any(len(decision.plan.kept(g)) < g.size for g in ctx.groups)
+
+
+def test_torch_pruning_round_to_8_and_hardware(tmp_path):
+    ctx = one_shot_ctx()
+    plain = TorchPruningBaseline(TorchPruningParams(prune_epoch=0, pruning_ratio=0.3)).make_plan(ctx)[0]
+    eight = TorchPruningBaseline(TorchPruningParams(prune_epoch=0, pruning_ratio=0.3, round_to=8)).make_plan(ctx)[0]
+    for group in ctx.groups:  # int(n * 0.7) rounded up: 11 -> 16, 22 -> 24, 44 -> 48; Torch-Pruning's kept stay
+        assert len(eight.kept(group)) == -(-int(group.size * 0.7) // 8) * 8
+        assert set(plain.kept(group)) <= set(eight.kept(group))
+    method = inject(TorchPruningBaseline(TorchPruningParams(prune_epoch=0, pruning_ratio=0.3, round_to="hardware")),
+                    tmp_path)
+    plan, info = method.make_plan(ctx)
+    assert on_grid(SimpleNamespace(rounding=method.rounding, groups=ctx.groups), plan)
+    assert subnet_macs(ctx, plan) <= subnet_macs(ctx, plain) and info["widths_within_budget"]

@@ -46,6 +46,8 @@ from torch import nn
 from torch.nn.modules.conv import _ConvNd
 
 from prunekit.channels import ChannelGroup, ChannelPlan, macs_estimator, plan_macs
+from prunekit.channels.readers import l1_group_scores
+from prunekit.channels.widths import check_round_to
 from prunekit.errors import UserError
 from prunekit.measure import count_macs
 from prunekit.methods import METHODS
@@ -53,6 +55,7 @@ from prunekit.methods.base import TrainContext
 from prunekit.methods.budget import MacsBudget
 from prunekit.methods.params import PRUNE_EPOCH_HELP, TARGET_MACS_HELP, ChannelParams, param
 from prunekit.methods.prune_once import PruneOnceMethod
+from prunekit.methods.widths import ROUND_TO_HELP, PlanRounding
 
 IMPORTANCES = ("bn_scale", "group_norm")
 
@@ -74,6 +77,9 @@ class TorchPruningParams(ChannelParams):
     target_macs_ratio: float | None = param(None, f"{TARGET_MACS_HELP}: the smallest ratio that meets it")
     policy: Literal["internal", "all"] = param("all", "which groups Torch-Pruning may touch: \"all\" (residual "
                                                       "streams too) or \"internal\"")
+    round_to: int | Literal["hardware"] = param(1, f"{ROUND_TO_HELP}. Applied by prunekit to the replayed plan "
+                                                   "(not Torch-Pruning's own round_to); channels added or dropped "
+                                                   "by it are ranked by filter L1 norm")
 
     def __post_init__(self) -> None:
         self.check_channel_params()
@@ -83,6 +89,7 @@ class TorchPruningParams(ChannelParams):
         if self.pruning_ratio is not None and not 0.0 <= self.pruning_ratio < 1.0:
             raise UserError(f"method.params.pruning_ratio must lie in [0, 1), got {self.pruning_ratio}")
         # a ratio that would empty the narrowest group is reported in make_plan, where the groups are known
+        check_round_to(self.round_to)
 
 
 def make_importance(name: str) -> tp.importance.Importance:
@@ -195,6 +202,14 @@ class TorchPruningBaseline(PruneOnceMethod):
         super().__init__()
         self.params = params
         self.channel_policy = params.policy
+        self.rounding = PlanRounding(params.round_to)  # Torch-Pruning keeps at least one channel per group
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), **self.rounding.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.rounding.load_state_dict(state)
 
     def make_plan(self, ctx: TrainContext) -> tuple[ChannelPlan, dict[str, Any]]:
         assert ctx.groups is not None and ctx.supernet is not None
@@ -210,6 +225,7 @@ class TorchPruningBaseline(PruneOnceMethod):
                             f"narrowest group ({min(g.size for g in groups)} channels); use a ratio below "
                             f"{largest_ratio([g.size for g in groups]):.4f}")
         budget = None if params.target_macs_ratio is None else MacsBudget(params.target_macs_ratio, dense_macs)
+        scores = {g.name: l1_group_scores(ctx.supernet, g) for g in groups}  # for round_to only
         if budget is not None and ratio is None:
             estimate = macs_estimator(ctx.supernet, groups, example)
             model = traceable_copy(ctx.supernet)  # interactive steps only read it
@@ -217,11 +233,12 @@ class TorchPruningBaseline(PruneOnceMethod):
 
             def macs_at(candidate: float) -> int:
                 removals = planned_removals(model, groups, example, params.importance, candidate)
-                return estimate(plan_from_removals(removals, groups))
+                return estimate(self.rounding.priced(plan_from_removals(removals, groups), groups, scores))
 
             ratio = budget.search(ratios, macs_at).value
         _, history = tp_prune(ctx.supernet, groups, example, params.importance, ratio)
-        plan = plan_from_removals(history, groups)
+        plan, rounding_info = self.rounding.round_once(ctx, plan_from_removals(history, groups), groups, scores)
+        info.update(rounding_info)
         macs = plan_macs(ctx.supernet, plan, groups, ctx.example_inputs)  # measured, not estimated
         info.update({"pruning_ratio": ratio, "macs_ratio": macs / dense_macs,
                      "select_seconds": time.perf_counter() - started})
