@@ -233,3 +233,16 @@ def test_torch_pruning_round_to_8_and_hardware(tmp_path):
     plan, info = method.make_plan(ctx)
     assert on_grid(SimpleNamespace(rounding=method.rounding, groups=ctx.groups), plan)
     assert subnet_macs(ctx, plan) <= subnet_macs(ctx, plain) and info["widths_within_budget"]
+
+
+def test_jst_rounds_every_sample_and_the_final_plan(tmp_path):
+    from tests.methods.test_jst import config as jst_config
+
+    trainer = Trainer(jst_config("jst", "method.params.round_to=8"), tmp_path / "run", quiet=True)
+    summary = trainer.fit()
+    decisions = [r for r in io.read_jsonl(tmp_path / "run" / "metrics.jsonl") if r["kind"] == "decision"]
+    sizes = {layer.group.name: layer.group.size for layer in trainer.method.layers}
+    assert len(decisions) == 5  # four samples and the final plan
+    for record in decisions:
+        assert all(c % 8 == 0 or c == sizes[n] for n, c in record["kept"].items()), record["kept"]
+    assert decisions[-1]["target_macs_reached"] and summary["macs"] <= 0.5 * summary["dense_macs"]

@@ -36,6 +36,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from prunekit.channels import ChannelGroup, ChannelPlan
+from prunekit.channels.widths import check_round_to
 from prunekit.errors import UserError
 from prunekit.methods import METHODS
 from prunekit.methods.base import Decision, Method, TrainContext
@@ -53,6 +54,7 @@ from prunekit.methods.jst_parts import (
     sample_actions,
 )
 from prunekit.methods.params import MIN_CHANNELS_HELP, POLICY_HELP, TARGET_MACS_HELP, ChannelParams, param
+from prunekit.methods.widths import ROUND_TO_HELP, PlanRounding
 from prunekit.seeding import derived_seed
 
 SAMPLE_PURPOSE = 0x157
@@ -91,10 +93,14 @@ class JSTParams(ChannelParams):
                                                   "scaled by one common factor until it meets it")
     policy: Literal["internal", "all"] = param("internal", POLICY_HELP)
     min_channels: int = param(1, MIN_CHANNELS_HELP)
+    round_to: int | Literal["hardware"] = param(1, f"{ROUND_TO_HELP}. Applied to every sampled sub-network and "
+                                                   "to the final one; channels added or dropped are ranked by "
+                                                   "their perturbed alpha share")
 
     def __post_init__(self) -> None:
         self.check_channel_params()
         p = "method.params."
+        check_round_to(self.round_to, f"{p}round_to")
         if self.coarse_epochs < 1:
             raise UserError(f"{p}coarse_epochs must be >= 1, got {self.coarse_epochs}")
         if self.samples < 1 or self.val_epochs < 1 or self.policy_batch < 1 or self.policy_hidden < 1:
@@ -170,6 +176,7 @@ class JointSearchTraining(Method):
         self.best: dict[str, Any] | None = None
         self.best_tensors: dict[str, torch.Tensor] = {}
         self.baseline: float | None = None
+        self.rounding = PlanRounding(self.params.round_to, self.params.min_channels)
 
     # ------------------------------------------------------------------ set-up
     def on_train_start(self, ctx: TrainContext) -> Decision | None:
@@ -190,6 +197,7 @@ class JointSearchTraining(Method):
         if not self.layers:
             raise UserError("jst: no prunable channel group has a layer whose output its alphas could scale")
         self.macs = PlanMacs(ctx.supernet, [layer.group for layer in self.layers], ctx.example_inputs)
+        self.rounding.prepare(ctx, [layer.group for layer in self.layers], self.macs)
         self._create_parameters(ctx)
         self._install_hooks(ctx.model)
         return None
@@ -294,18 +302,20 @@ class JointSearchTraining(Method):
         thresholds = [p.thresholds[a] for a in actions]
         keep: dict[str, list[int]] = {}
         tensors: dict[str, torch.Tensor] = {}
+        scores: dict[str, torch.Tensor] = {}
         for i, (layer, th) in enumerate(zip(self.layers, thresholds, strict=True)):
             noise = gumbel_noise(layer.group.size, generator)
             shares = perturbed_shares(self.alphas[layer.group.name], noise, p.noise_scale)
             keep[layer.group.name] = cumulative_keep(shares, th, p.min_channels)
             tensors[f"input/{i}"], tensors[f"shares/{i}"] = inputs[i], shares
-        plan = ChannelPlan(keep)
+            scores[layer.group.name] = shares
+        plan, rounding_info = self.rounding.apply(ChannelPlan(keep), [layer.group for layer in self.layers], scores)
         ratio = self._macs_ratio(plan)
         self.current = {"index": index, "actions": actions, "thresholds": thresholds, "plan": plan.to_json(),
                         "macs_ratio": ratio}
         self.current_tensors = tensors
         return Decision(plan=plan, info={"jst_phase": "search", "sample": index, "thresholds": thresholds,
-                                         "planned_macs_ratio": ratio})
+                                         "planned_macs_ratio": ratio, **rounding_info})
 
     def _end_sample(self, index: int, ctx: TrainContext) -> None:
         """Eq. 9 on the validation split, the reward (Eq. 3), the best so far, and a ThresNet update (Eq. 4)."""
@@ -408,10 +418,14 @@ class JointSearchTraining(Method):
             return ChannelPlan({layer.group.name: cumulative_keep(s, th, self.params.min_channels)
                                 for layer, s, th in zip(self.layers, shares, scaled, strict=True)})
 
+        groups = [layer.group for layer in self.layers]
+        scores = {layer.group.name: s for layer, s in zip(self.layers, shares, strict=True)}
         budget = MacsBudget(self.params.target_macs_ratio, self.macs.dense())
-        choice = budget.search(grid, lambda t: self.macs.estimate(plan_at(t)))
-        plan = plan_at(choice.value)
-        return plan, choice.value, {REACHED: choice.reached, "target_macs_ratio": self.params.target_macs_ratio}
+        choice = budget.search(grid, lambda t: self.macs.estimate(self.rounding.priced(plan_at(t), groups, scores)))
+        plan, rounding_info = self.rounding.apply(plan_at(choice.value), groups, scores)
+        reached = self.macs.estimate(plan) <= budget.target
+        return plan, choice.value, {REACHED: reached, "target_macs_ratio": self.params.target_macs_ratio,
+                                    **rounding_info}
 
     # ------------------------------------------------------------------ sizes
     def _macs_ratio(self, plan: ChannelPlan) -> float:
@@ -426,9 +440,11 @@ class JointSearchTraining(Method):
     # ------------------------------------------------------------------ resume
     def state_dict(self) -> dict[str, Any]:
         return {"steps_done": self.steps_done, "folded": self.folded, "history": self.history,
-                "current": self.current, "pending": self.pending, "best": self.best, "baseline": self.baseline}
+                "current": self.current, "pending": self.pending, "best": self.best, "baseline": self.baseline,
+                **self.rounding.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.rounding.load_state_dict(state)
         self.steps_done = int(state.get("steps_done", 0))
         self.folded = bool(state.get("folded", False))
         self.history = list(state.get("history", []))
