@@ -37,9 +37,10 @@ from prunekit.channels.groups_base import ChannelGroup, is_depthwise
 from prunekit.errors import UserError
 from prunekit.io import read_json, write_json
 
-CACHE_VERSION = 1
-ALL_WIDTHS_UP_TO = 128  # groups up to this size are timed at every width; wider ones at multiples of 4 (see below)
-WIDE_STEP = 4
+CACHE_VERSION = 2  # 2: fastest of the rounds (1 took the median)
+ALL_WIDTHS_UP_TO = 64  # every width up to this is timed; wider ones at multiples of WIDE_STEP (see below)
+WIDE_STEP = 8
+ROUNDS = 3
 
 
 def cache_root() -> Path:
@@ -62,11 +63,11 @@ def device_name(device: torch.device) -> str:
 
 
 def candidate_widths(size: int) -> list[int]:
-    """Widths timed for a group of `size` channels: all of 1..size up to ALL_WIDTHS_UP_TO; wider groups every
-    width up to 64, then multiples of WIDE_STEP (4, so 8/16-blocks are still seen), and the size itself."""
-    if size <= ALL_WIDTHS_UP_TO:
-        return list(range(1, size + 1))
-    return sorted(set(range(1, 65)) | set(range(WIDE_STEP, size + 1, WIDE_STEP)) | {size})
+    """Widths timed for a group of `size` channels: every width up to ALL_WIDTHS_UP_TO (64: all of a CIFAR
+    ResNet's), then multiples of WIDE_STEP (8: the finest block of CPU and tensor-core kernels) and the size.
+    Timing every width of a 512-wide layer would take minutes; beyond 64 only multiples of 8 can be on a grid."""
+    return sorted(set(range(1, min(size, ALL_WIDTHS_UP_TO) + 1)) | set(range(WIDE_STEP, size + 1, WIDE_STEP))
+                  | {size})
 
 
 @dataclass(frozen=True)
@@ -168,7 +169,7 @@ def _synchronize(device: torch.device) -> None:
 
 
 def time_op(op: LayerOp, widths: Sequence[int], batch: int, device: torch.device,
-            memory_format: torch.memory_format, rounds: int = 5) -> dict[int, float]:
+            memory_format: torch.memory_format, rounds: int = ROUNDS) -> dict[int, float]:
     """Fastest of `rounds` forward + backward passes of `op` at each width (the minimum: on a shared machine
     other processes only ever add time); rounds interleave the widths so that a slow spell hits all alike."""
     built = {w: op.build(w, batch, device, memory_format) for w in widths}
@@ -205,7 +206,7 @@ class WidthTimer:
 
     def __init__(self, batch: int, device: torch.device | str = "cpu", channels_last: bool = False,
                  cache_dir: str | os.PathLike[str] | None = None, op_timer: OpTimer | None = None,
-                 rounds: int = 5) -> None:
+                 rounds: int = ROUNDS) -> None:
         if batch < 1:
             raise UserError(f"width timing batch must be >= 1, got {batch}")
         self.batch, self.device = batch, torch.device(device)
