@@ -80,3 +80,26 @@ def test_compile_matches_eager_and_survives_decisions(tmp_path, monkeypatch):
 def test_inductor_compile_matches_eager_and_survives_decisions(tmp_path, monkeypatch):
     """The real default backend (about a minute on a cold inductor cache)."""
     check_compiled_run(*compiled_against_eager(tmp_path, monkeypatch, "inductor"))
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_a_run_resumes_bitwise_with_its_data_moved_on_device(tmp_path):
+    """data.on_device is a resumable key: it changes where batches are built, not which."""
+    cfg = reprune_config("train.checkpoint_every_steps=5")
+    Trainer(cfg, tmp_path / "full", quiet=True).fit()
+
+    def kill(step):
+        if step == 7:  # mid-epoch 1 (4 steps an epoch), after the checkpoint at step 5
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        Trainer(cfg, tmp_path / "cut", quiet=True, on_step=kill).fit()
+    resumed = Trainer.resume(tmp_path / "cut", ["data.on_device=true"], quiet=True)
+    resumed.fit()
+    assert resumed.train_loader.resident
+    full, cut = weights(tmp_path / "full"), weights(tmp_path / "cut")
+    assert all(torch.equal(full[k], cut[k]) for k in full)
+    assert io.read_yaml(tmp_path / "cut" / "config.yaml")["data"]["on_device"] is True
