@@ -1,23 +1,26 @@
 """Hardware-aware widths: each group's fast-width grid on this device, and rounding kept counts onto it within a
 MACs budget. Every channel method with `round_to: hardware` goes through `WidthRounder`.
 
-Grid (`fast_widths`): from a timing table {width: seconds} of one group (`measure.width_timing`), made
-non-decreasing in width (`monotone_fit`, which pools timing noise), walking down
-from the full width, a width joins the grid when it is faster, by more than the relative tolerance `tol`, than
-the narrowest width already on it. On a staircase (oneDNN's blocks of 8/16 channels on CPU, tensor-core tiles
-on GPU: every width of a block costs what its widest does) this keeps the top of every step; where time grows
-smoothly it keeps widths about `tol` apart in time. Comparing with the grid's narrowest width, not with every
-wider width, keeps a smooth curve from collapsing to the full width through a chain of small differences.
+Grid (`fast_widths`): a group's timing table {width: seconds} (`measure.width_timing`; methods denoise it first
+with `staircase_fit`) is made non-decreasing in width (`monotone_fit`). Walking down from the full width, a width
+w joins the grid when it is faster, by more than the relative tolerance `tol`, than the narrowest width g already
+on it, and the time it saves per channel removed, (t(g) - t(w)) / (g - w), is at least MIN_SAVING_SHARE of g's
+average time per channel, t(g) / g. On a staircase (oneDNN's blocks of 8/16 channels on CPU, tensor-core tiles on
+GPU: every width of a block costs what its widest does) this keeps the top of every step; where time grows in
+proportion to width it keeps widths about `tol` apart in time. Comparing with the grid's narrowest width, not
+with every wider width, keeps such a curve from collapsing to the full width through a chain of small
+differences. The second condition drops the bottom of a step (17 under blocks of 16: as slow as 32 but for a
+small linear part) and every narrower width of a layer whose time hardly depends on its width.
 
 Rounding (`WidthRounder.round_counts`), the rule:
 1. every count c goes to the nearer of its two neighbouring grid widths at or above its floor
    (min(min_channels, size)): down = the widest grid width <= c, up = the narrowest >= c; ties go up;
 2. while the plan's MACs exceed the budget, one group that went up moves to its `down` width: the one whose
-   move saves the most time per MAC removed (time from its table, MACs from the estimator). Every group ends at
-   one of its two neighbours, so the method's allocation is kept up to one grid step. With every count at its
-   `down` width the MACs are at most the unrounded ones, so the budget is always reached when each count has a
-   grid width below it; otherwise (a count under the group's narrowest fast width) the plan may stay over budget
-   and `info["widths_within_budget"]` is False.
+   move saves the most time per MAC removed (time from its table, MACs from the estimator). A count under the
+   group's narrowest fast width has no grid width below it: its `down` is the count itself, unrounded. Every
+   group ends at one of its neighbours, so the method's allocation is kept up to one grid step, and with every
+   count at its `down` the MACs are at most the unrounded ones: a budget at or above them is always reached
+   (`info["widths_within_budget"]` says so; it is False only for a tighter budget passed explicitly).
 The budget is the MACs the method's unrounded counts have (never more than the method's own MACs target), so
 hardware rounding never makes a plan costlier than the method chose. Groups without a table keep their count.
 
@@ -36,6 +39,7 @@ import torch
 from prunekit.errors import UserError
 
 BLOCKS = (2, 4, 8, 16, 32, 64)  # staircase blocks staircase_fit tries
+MIN_SAVING_SHARE = 0.5  # a narrower grid width must save at least half its channels' average share of time
 DEFAULT_TOL = 0.05  # timing noise on a shared CPU is a few percent; steps of oneDNN blocks are 20-60%
 HARDWARE = "hardware"
 
@@ -98,7 +102,10 @@ def fast_widths(times: Mapping[int, float], size: int, tol: float = DEFAULT_TOL)
     fitted = monotone_fit({w: t for w, t in times.items() if 1 <= w <= size})
     grid = [size]
     for width in sorted((w for w in fitted if w < size), reverse=True):
-        if fitted[width] * (1.0 + tol) < fitted[grid[-1]]:
+        top = grid[-1]
+        saved_per_channel = (fitted[top] - fitted[width]) / (top - width)
+        if (fitted[width] * (1.0 + tol) < fitted[top]
+                and saved_per_channel >= MIN_SAVING_SHARE * fitted[top] / top):
             grid.append(width)
     return sorted(grid)
 
@@ -146,12 +153,18 @@ class WidthRounder:
         down, up = self.neighbours(name, count)
         return up if down is None or up - count <= count - down else down
 
+    def _time(self, name: str, width: int) -> float:
+        """The table's time at `width`, or (an unrounded width not timed) the next timed width's."""
+        table = self.times[name]
+        return table[width] if width in table else table[min(w for w in table if w >= width)]
+
     def round_counts(self, counts: Mapping[str, int], macs_of: Callable[[Mapping[str, int]], float],
                      budget: float | None = None) -> tuple[dict[str, int], dict[str, Any]]:
         """Steps 1-2 of the module's rule. `budget` defaults to the MACs of `counts` themselves."""
         budget = macs_of(counts) if budget is None else budget
         new = {name: self.nearest(name, int(c)) for name, c in counts.items()}
-        downs = {name: self.neighbours(name, int(c))[0] for name, c in counts.items() if name in self.grids}
+        downs = {name: (lambda d, c=int(c): c if d is None else d)(self.neighbours(name, int(c))[0])
+                 for name, c in counts.items() if name in self.grids}
         macs = macs_of(new)
         moves = 0
         while macs > budget:
@@ -162,7 +175,7 @@ class WidthRounder:
                     continue
                 trial_macs = macs_of({**new, name: lower})
                 saved_macs = macs - trial_macs
-                saved_time = self.times[name][count] - self.times[name][lower]
+                saved_time = self.times[name][count] - self._time(name, lower)
                 # time saved per MAC; a step that saves no MACs is useless for the budget
                 rate = saved_time / saved_macs if saved_macs > 0 else float("-inf")
                 if saved_macs > 0 and (best is None or rate > best[0]):
