@@ -19,8 +19,11 @@
 #   THREADS=N         torch threads per process (default 4 on a GPU, 1 on the CPU)
 #   CHECKPOINT_EVERY=20   epochs between checkpoints (each writes model, optimizer and supernet; the last is kept)
 #   PYTHON=PATH       default .venv/bin/python if present, else python3; prunekit runs from src/ (PYTHONPATH)
-#   WHEELS=DIR        pure-Python wheels (torch_pruning, PyYAML) put on PYTHONPATH for a python that lacks them
+#   WHEELS=DIR        wheels put on PYTHONPATH for a python that lacks them (torch_pruning, PyYAML, Pillow): those
+#                     for this interpreter's version or pure ones unpacked under DIR/.unpacked, the others as zips
 #
+# The same command with the same RESULTS_DIR again skips finished runs and resumes unfinished ones from their last
+# checkpoint (a run cut off by a time limit; its cut segment's wall time is lost, the Trainer's train time is not).
 # Writes under RESULTS_DIR: env.txt (command, versions, device), <method>/ (each run directory: config.yaml,
 # metrics.jsonl, summary.json, checkpoints/, model/), logs/<method>.log, <method>.wall (start/end seconds),
 # summary.md and summary.json (accuracy, MACs reduction, epochs/minute, minutes; the paper's REPrune row beside).
@@ -36,8 +39,25 @@ elif [[ -x .venv/bin/python ]]; then PY=.venv/bin/python
 else PY=python3
 fi
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
-if [[ -n "${WHEELS:-}" ]]; then
-    for wheel in "$WHEELS"/*.whl; do [[ -e "$wheel" ]] && PYTHONPATH="$PYTHONPATH:$(cd "$(dirname "$wheel")" && pwd)/$(basename "$wheel")"; done
+if [[ -n "${WHEELS:-}" ]]; then  # wheels for this interpreter (or pure ones) unpacked, the others as zips last
+    WHEEL_PATH=$("$PY" - "$WHEELS" <<'PY'
+import sys, zipfile
+from pathlib import Path
+root, tag = Path(sys.argv[1]).resolve(), f"cp{sys.version_info[0]}{sys.version_info[1]}"
+first, last = [], []
+for wheel in sorted(root.glob("*.whl")):
+    parts = wheel.stem.split("-")
+    if parts[-3] == tag or parts[-2:] == ["none", "any"]:
+        target = root / ".unpacked" / wheel.stem
+        if not target.is_dir():
+            zipfile.ZipFile(wheel).extractall(target)
+        first.append(str(target))
+    else:  # a package with a pure-Python fallback (PyYAML) still imports from the zip
+        last.append(str(wheel))
+print(":".join(first + last))
+PY
+)
+    PYTHONPATH="$PYTHONPATH:$WHEEL_PATH"
 fi
 
 fail() { echo "gpu_paper.sh: $*" >&2; exit 2; }
@@ -67,10 +87,10 @@ done
 # is decoded and cached), so the concurrent runs neither fail late nor all decode it.
 VERSIONS=$("$PY" - "$DEVICE" configs/reprune-cifar10-resnet56.yaml "${COMMON[@]}" <<'PY'
 import importlib.util, sys
-missing = [m for m in ("torch", "numpy", "scipy", "yaml", "safetensors", "torch_pruning")
+missing = [m for m in ("torch", "numpy", "scipy", "yaml", "safetensors", "torch_pruning", "PIL")
            if importlib.util.find_spec(m) is None]
 if missing:
-    sys.exit(f"missing modules: {', '.join(missing)} (pure-Python wheels can come through WHEELS=DIR)")
+    sys.exit(f"missing modules: {', '.join(missing)} (their wheels can come through WHEELS=DIR)")
 import torch
 from prunekit.config import load_config
 from prunekit.data import load_data
@@ -97,15 +117,20 @@ mkdir -p "$ROOT/logs"
 } > "$ROOT/env.txt"
 
 preset() { case $1 in chex) echo configs/chex-cifar10-resnet56.yaml ;; *) echo configs/reprune-cifar10-resnet56.yaml ;; esac; }
-launch() {  # launch METHOD: one training process in the background, its wall time in METHOD.wall
-    local method=$1 args=("${COMMON[@]}")
-    if [[ $method == dense ]]; then args+=(--set method.name=dense --set "method.params={}" --set name=dense-cifar10-resnet56)
-    else args+=("${PRUNE[@]}")
+launch() {  # launch METHOD: one training process in the background; each finished segment's wall time in METHOD.wall
+    local method=$1 run=$ROOT/$1 args=("${COMMON[@]}")
+    [[ -f $run/summary.json ]] && return  # finished in an earlier call
+    if [[ -f $run/config.yaml ]]; then  # started in an earlier call: continue it (only execution keys may change)
+        args=(--resume "$run" --set "train.device=$DEVICE" --set "train.threads=$THREADS" --set train.progress=never)
+    elif [[ $method == dense ]]; then
+        args=("$(preset "$method")" --out "$run" "${args[@]}" --set method.name=dense --set "method.params={}"
+              --set name=dense-cifar10-resnet56)
+    else args=("$(preset "$method")" --out "$run" "${args[@]}" "${PRUNE[@]}")
     fi
     (
         start=$(date +%s.%N)
-        "$PY" -m prunekit.cli train "$(preset "$method")" --out "$ROOT/$method" "${args[@]}" > "$ROOT/logs/$method.log" 2>&1
-        echo "$start $(date +%s.%N)" > "$ROOT/$method.wall"
+        "$PY" -m prunekit.cli train "${args[@]}" >> "$ROOT/logs/$method.log" 2>&1
+        echo "$start $(date +%s.%N)" >> "$ROOT/$method.wall"
     ) &
     PIDS+=($!)
 }
@@ -127,12 +152,14 @@ for m in methods:
     if not path.is_file():
         continue
     s = json.loads(path.read_text())
-    start, end = (float(v) for v in (root / f"{m}.wall").read_text().split())
+    segments = [line.split() for line in (root / f"{m}.wall").read_text().splitlines()]
+    wall_s = sum(float(end) - float(start) for start, end in (seg for seg in segments if len(seg) == 2))
     row = {"run": m, "method": s["method"], "epochs": s["epochs"], "top1": 100 * s["test_accuracy"],
            "macs_m": s["macs"] / 1e6, "macs_reduction": 100 * (1 - s["macs"] / s["dense_macs"]),
-           "params_m": s["params"] / 1e6, "train_min": s["train_time_s"] / 60, "wall_min": (end - start) / 60,
+           "params_m": s["params"] / 1e6, "train_min": s["train_time_s"] / 60, "wall_min": wall_s / 60,
            "train_flops": s["train_flops"], "train_time_s": s["train_time_s"]}
-    row["epochs_per_min"] = s["epochs"] / row["wall_min"]
+    row["epochs_per_min"] = s["epochs"] / row["wall_min"] if wall_s > 0 else None
+    row["train_epochs_per_min"] = s["epochs"] / row["train_min"]
     row["paper_top1"], row["paper_flops_reduction"] = PAPER.get(m, (None, None))
     if m == "dense":
         dense = row
@@ -147,18 +174,21 @@ def cell(value, fmt):
     return "-" if value is None else format(value, fmt)
 
 
-head = ("| run | epochs | top-1 % | MACs (M) | MACs reduction % | params (M) | epochs/min (wall) | train min | wall min "
+head = ("| run | epochs | top-1 % | MACs (M) | MACs reduction % | params (M) | epochs/min (wall) | epochs/min (train) "
+        "| train min | wall min "
         "| train FLOPs saved % | train time saved % | paper top-1 % | paper FLOPs reduction % |")
 lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
 for r in rows:
     lines.append(f"| {r['run']} | {r['epochs']} | {r['top1']:.2f} | {r['macs_m']:.2f} | {r['macs_reduction']:.2f} | "
-                 f"{r['params_m']:.3f} | {r['epochs_per_min']:.2f} | {r['train_min']:.2f} | {r['wall_min']:.2f} | "
+                 f"{r['params_m']:.3f} | {cell(r['epochs_per_min'], '.2f')} | {r['train_epochs_per_min']:.2f} | "
+                 f"{r['train_min']:.2f} | {r['wall_min']:.2f} | "
                  f"{cell(r.get('train_flops_saved'), '.1f')} | {cell(r.get('train_time_saved'), '.1f')} | "
                  f"{cell(r['paper_top1'], '.2f')} | {cell(r['paper_flops_reduction'], '.2f')} |")
 total = max((r["wall_min"] for r in rows), default=0.0)
 lines += ["", f"Runs concurrent on one device; total {total:.2f} minutes (the longest run's wall time). "
-          "epochs/min counts each run's own wall time (set-up and evaluation included); train min is the "
-          "Trainer's epoch time (evaluation excluded). Environment: env.txt."]
+          "epochs/min (wall) counts each run's own wall time (set-up and evaluation included; segments cut off by a "
+          "time limit are not counted); train min and epochs/min (train) use the Trainer's epoch time (evaluation "
+          "excluded). Environment: env.txt."]
 (root / "summary.md").write_text("\n".join(lines) + "\n")
 (root / "summary.json").write_text(json.dumps({"rows": rows, "total_minutes": total}, indent=1) + "\n")
 print("\n".join(lines))

@@ -70,6 +70,16 @@ def test_gpu_paper_script_runs_three_presets_concurrently_on_cpu(tmp_path):
     assert data["total_minutes"] == max(r["wall_min"] for r in data["rows"]) > 0
     assert "torch" in (out / "env.txt").read_text()
 
+    # again into the same directory: finished runs are skipped, an unfinished one resumes from its checkpoint
+    first = json.loads((out / "chex" / "summary.json").read_text())
+    (out / "chex" / "summary.json").unlink()
+    again = run_script(out, CIFAR10=str(archive), EPOCHS="1", EXTRA=extra)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert len((out / "dense.wall").read_text().splitlines()) == 1
+    assert len((out / "chex.wall").read_text().splitlines()) == 2
+    assert "resuming" in (out / "logs" / "chex.log").read_text()
+    assert json.loads((out / "chex" / "summary.json").read_text())["test_accuracy"] == first["test_accuracy"]
+
 
 def test_gpu_paper_script_fails_fast_without_data(tmp_path):
     done = run_script(tmp_path / "out", CIFAR10=str(tmp_path / "missing.tar.gz"))
