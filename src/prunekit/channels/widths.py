@@ -14,13 +14,14 @@ small linear part) and every narrower width of a layer whose time hardly depends
 
 Rounding (`WidthRounder.round_counts`), the rule:
 1. every count c goes to the nearer of its two neighbouring grid widths at or above its floor
-   (min(min_channels, size)): down = the widest grid width <= c, up = the narrowest >= c; ties go up;
+   (min(min_channels, size)): down = the widest grid width <= c, up = the narrowest >= c; ties go up. A count
+   under the group's narrowest fast width has no `down` and stays as it is (below that width the group's time
+   hardly depends on its width, so no width there is faster than another by the grid's rule);
 2. while the plan's MACs exceed the budget, one group that went up moves to its `down` width: the one whose
-   move saves the most time per MAC removed (time from its table, MACs from the estimator). A count under the
-   group's narrowest fast width has no grid width below it: its `down` is the count itself, unrounded. Every
-   group ends at one of its neighbours, so the method's allocation is kept up to one grid step, and with every
-   count at its `down` the MACs are at most the unrounded ones: a budget at or above them is always reached
-   (`info["widths_within_budget"]` says so; it is False only for a tighter budget passed explicitly).
+   move saves the most time per MAC removed (time from its table, MACs from the estimator). Every group ends at
+   one of its neighbours or its own count, so the method's allocation is kept up to one grid step, and with
+   every count at its `down` the MACs are at most the unrounded ones: a budget at or above them is always
+   reached (`info["widths_within_budget"]` says so; it is False only for a tighter budget passed explicitly).
 The budget is the MACs the method's unrounded counts have (never more than the method's own MACs target), so
 hardware rounding never makes a plan costlier than the method chose. Groups without a table keep their count.
 
@@ -147,35 +148,32 @@ class WidthRounder:
         return (lower[-1] if lower else None), (upper[0] if upper else grid[-1])
 
     def nearest(self, name: str, count: int) -> int:
-        """Step 1: the nearer neighbour of `count` (ties: the wider); groups without a grid keep `count`."""
+        """Step 1: the nearer neighbour of `count` (ties: the wider); groups without a grid, and counts under the
+        group's narrowest fast width (where its time hardly depends on width), keep `count`."""
         if name not in self.grids:
             return count
         down, up = self.neighbours(name, count)
-        return up if down is None or up - count <= count - down else down
-
-    def _time(self, name: str, width: int) -> float:
-        """The table's time at `width`, or (an unrounded width not timed) the next timed width's."""
-        table = self.times[name]
-        return table[width] if width in table else table[min(w for w in table if w >= width)]
+        if down is None:
+            return count
+        return up if up - count <= count - down else down
 
     def round_counts(self, counts: Mapping[str, int], macs_of: Callable[[Mapping[str, int]], float],
                      budget: float | None = None) -> tuple[dict[str, int], dict[str, Any]]:
         """Steps 1-2 of the module's rule. `budget` defaults to the MACs of `counts` themselves."""
         budget = macs_of(counts) if budget is None else budget
         new = {name: self.nearest(name, int(c)) for name, c in counts.items()}
-        downs = {name: (lambda d, c=int(c): c if d is None else d)(self.neighbours(name, int(c))[0])
-                 for name, c in counts.items() if name in self.grids}
+        downs = {name: self.neighbours(name, int(c))[0] for name, c in counts.items() if name in self.grids}
         macs = macs_of(new)
         moves = 0
         while macs > budget:
             best: tuple[float, str, int, float] | None = None
             for name, count in new.items():
                 lower = downs.get(name)
-                if lower is None or lower >= count:
+                if lower is None or lower >= count:  # no fast width below, or already down
                     continue
                 trial_macs = macs_of({**new, name: lower})
                 saved_macs = macs - trial_macs
-                saved_time = self.times[name][count] - self._time(name, lower)
+                saved_time = self.times[name][count] - self.times[name][lower]
                 # time saved per MAC; a step that saves no MACs is useless for the budget
                 rate = saved_time / saved_macs if saved_macs > 0 else float("-inf")
                 if saved_macs > 0 and (best is None or rate > best[0]):
