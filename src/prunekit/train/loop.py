@@ -98,7 +98,7 @@ def compiled(wrap: Callable[[nn.Module], nn.Module] | None = None,
 
     def build(model: nn.Module) -> nn.Module:
         module = wrap(model) if wrap is not None else model
-        torch._dynamo.reset()
+        torch.compiler.reset()
         return torch.compile(module, mode=mode)
 
     return build
