@@ -33,11 +33,12 @@ def test_grid_hand_example_with_tolerance():
     assert fast_widths({1: 1.0, 2: 1.01, 3: 1.02, 4: 1.5}, 4, tol=0.05) == [3, 4]
     # a smooth curve keeps widths about tol apart in time instead of collapsing to the full width
     assert fast_widths({w: float(w) for w in range(1, 9)}, 8, tol=0.05) == list(range(1, 9))
-    # time that barely depends on width (a fixed overhead): narrower widths save too little per channel
-    assert fast_widths({w: 1.0 + 0.02 * w for w in range(1, 9)}, 8, tol=0.05) == [8]
-    # a line plus blocks of 16: the step tops, not 17 (5% cheaper than 32 only through the line)
+    # a fixed cost plus a small slope: widths about 5% apart in time
+    assert fast_widths({w: 1.0 + 0.02 * w for w in range(1, 9)}, 8, tol=0.05) == [2, 5, 8]
+    # a line plus blocks of 16: 17 is 15% cheaper than 32, but only through the line (0.01 per channel against
+    # an average of 0.0203 above the fixed cost): not on the grid; within the first block the line alone counts
     steps = {w: 0.01 * w + 0.02 * 16 * math.ceil(w / 16) for w in range(1, 33)}
-    assert fast_widths(steps, 32) == [16, 32]
+    assert fast_widths(steps, 32) == [1, 3, 5, 7, 10, 13, 16, 32]
 
 
 def test_monotone_fit_pools_a_noisy_dip():

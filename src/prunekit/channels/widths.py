@@ -4,19 +4,20 @@ MACs budget. Every channel method with `round_to: hardware` goes through `WidthR
 Grid (`fast_widths`): a group's timing table {width: seconds} (`measure.width_timing`; methods denoise it first
 with `staircase_fit`) is made non-decreasing in width (`monotone_fit`). Walking down from the full width, a width
 w joins the grid when it is faster, by more than the relative tolerance `tol`, than the narrowest width g already
-on it, and the time it saves per channel removed, (t(g) - t(w)) / (g - w), is at least MIN_SAVING_SHARE of g's
-average time per channel, t(g) / g. On a staircase (oneDNN's blocks of 8/16 channels on CPU, tensor-core tiles on
-GPU: every width of a block costs what its widest does) this keeps the top of every step; where time grows in
-proportion to width it keeps widths about `tol` apart in time. Comparing with the grid's narrowest width, not
-with every wider width, keeps such a curve from collapsing to the full width through a chain of small
-differences. The second condition drops the bottom of a step (17 under blocks of 16: as slow as 32 but for a
-small linear part) and every narrower width of a layer whose time hardly depends on its width.
+on it, and the time it saves per channel removed, (t(g) - t(w)) / (g - w), is at least MIN_SAVING_SHARE of the
+average time per channel above the fixed cost, (t(g) - t(w0)) / (g - w0), w0 the narrowest width timed (a
+layer's time at width 1 is mostly what its other, full dims cost). On a staircase (oneDNN's blocks of 8/16
+channels on CPU, tensor-core tiles on GPU: every width of a block costs what its widest does) this keeps the top
+of every step; where time grows in proportion to width it keeps widths about `tol` apart in time. Comparing with
+the grid's narrowest width, not with every wider width, keeps such a curve from collapsing to the full width
+through a chain of small differences. The second condition drops the bottom of a step (17 under blocks of 16:
+as slow as 32 but for a small linear part).
 
 Rounding (`WidthRounder.round_counts`), the rule:
 1. every count c goes to the nearer of its two neighbouring grid widths at or above its floor
    (min(min_channels, size)): down = the widest grid width <= c, up = the narrowest >= c; ties go up. A count
-   under the group's narrowest fast width has no `down` and stays as it is (below that width the group's time
-   hardly depends on its width, so no width there is faster than another by the grid's rule);
+   under the group's narrowest fast width (the floor, or a width so narrow that none below it is faster by the
+   grid's rule) has no `down` and stays as it is;
 2. while the plan's MACs exceed the budget, one group that went up moves to its `down` width: the one whose
    move saves the most time per MAC removed (time from its table, MACs from the estimator). Every group ends at
    one of its neighbours or its own count, so the method's allocation is kept up to one grid step, and with
@@ -40,7 +41,7 @@ import torch
 from prunekit.errors import UserError
 
 BLOCKS = (2, 4, 8, 16, 32, 64)  # staircase blocks staircase_fit tries
-MIN_SAVING_SHARE = 0.5  # a narrower grid width must save at least half its channels' average share of time
+MIN_SAVING_SHARE = 0.5  # a narrower grid width must save at least half the average time per channel
 DEFAULT_TOL = 0.05  # timing noise on a shared CPU is a few percent; steps of oneDNN blocks are 20-60%
 HARDWARE = "hardware"
 
@@ -101,12 +102,13 @@ def fast_widths(times: Mapping[int, float], size: int, tol: float = DEFAULT_TOL)
     if size not in times:
         raise UserError(f"width timing table has no entry for the full width {size}")
     fitted = monotone_fit({w: t for w, t in times.items() if 1 <= w <= size})
+    narrowest = min(fitted)
     grid = [size]
     for width in sorted((w for w in fitted if w < size), reverse=True):
         top = grid[-1]
         saved_per_channel = (fitted[top] - fitted[width]) / (top - width)
-        if (fitted[width] * (1.0 + tol) < fitted[top]
-                and saved_per_channel >= MIN_SAVING_SHARE * fitted[top] / top):
+        average = (fitted[top] - fitted[narrowest]) / max(1, top - narrowest)  # per channel, above the fixed cost
+        if fitted[width] * (1.0 + tol) < fitted[top] and saved_per_channel >= MIN_SAVING_SHARE * average:
             grid.append(width)
     return sorted(grid)
 
