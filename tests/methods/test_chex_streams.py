@@ -5,26 +5,16 @@ d = C_in < C), for the initial prune and the selection; checked against NumPy on
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 
 from prunekit.channels import channel_groups, readers
 from prunekit.criteria.magnitude import l1_filter_select
-from prunekit.methods import prune_regrow
 from prunekit.methods.base import TrainContext
 from prunekit.methods.chex import CHEX, CHEXParams, shortcut_writers
-from prunekit.methods.prune_regrow import PruneRegrowMethod
 from prunekit.models import create_model
 
 STREAM = "layer2.0.conv2"  # writers: layer2.{0,1,2}.conv2 and the projection layer2.0.shortcut.0
 PROJECTION = "layer2.0.shortcut.0"
-
-
-def wire(method: CHEX, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The hook prune_regrow.py needs (issue 17 report): PruneRegrowMethod reads a group's filters through
-    `self.group_filters`. Until the base class has it, route its module-level reader to the method's."""
-    if "group_filters" not in vars(PruneRegrowMethod):
-        monkeypatch.setattr(prune_regrow, "group_filters", method.group_filters)
 
 
 def small_resnet(constructed: bool):
@@ -62,10 +52,9 @@ def test_the_projection_writers_are_chex_s_downsample_convs():
     assert by_name["layer2.0.conv1"] == []  # single-writer groups: unchanged
 
 
-def test_initial_prune_of_a_stream_ranks_the_projection_filters(monkeypatch):
+def test_initial_prune_of_a_stream_ranks_the_projection_filters():
     _, groups, ctx = small_resnet(True)
     method = CHEX(CHEXParams(sparsity=0.5, delta0=0.2, t_prune=2, policy="all"))
-    wire(method, monkeypatch)
     plan = method.on_train_start(ctx).plan
     weight = ctx.supernet.get_submodule(PROJECTION).weight.detach().numpy()
     keep = int(8 * (1 - 0.3))  # CHEX's init_channel_mask at S - delta_0: int(C (1 - r))
@@ -79,10 +68,9 @@ def test_initial_prune_of_a_stream_ranks_the_projection_filters(monkeypatch):
                            readers.group_filters(ctx.supernet, by_name[name], None, groups))
 
 
-def test_selection_of_a_stream_is_l1_over_the_projection_inputs_kept_now(monkeypatch):
+def test_selection_of_a_stream_is_l1_over_the_projection_inputs_kept_now():
     _, groups, ctx = small_resnet(False)
     method = CHEX(CHEXParams(sparsity=0.5, delta0=0.2, t_prune=2, policy="all"))
-    wire(method, monkeypatch)
     ctx.plan = method.on_train_start(ctx).plan
     decision = method.decide(2, ctx)  # t = T_prune: delta = 0, no regrowth, the kept set is the selection
     assert decision.info["regrown_total"] == 0

@@ -15,8 +15,7 @@ projection writer (a CIFAR ResNet's first stage, whose writers are the stem and 
 counterpart and keeps the stacked filters of all its writers.
 Allocation still reads the largest |gamma| over the stream's BNs (`group_gammas`); CHEX reads the downsample BN.
 
-The base class reads filters through `readers.group_filters` until it calls `self.group_filters` (the hook the
-report of issue 17 asks for in prune_regrow.py); until then the stream rule above is not in effect in training.
+The base class reads every group's filters through `self.group_filters`, so this rule holds in training.
 
     method:
       name: chex

@@ -13,9 +13,11 @@ from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 
 import torch
+from torch import nn
 
 from prunekit.channels import ChannelGroup, ChannelPlan, kept_indices
 from prunekit.channels.readers import dependency_order, filter_inputs, group_filters, group_gammas
+from prunekit.channels.surgery import KeptIndices
 from prunekit.channels.widths import check_round_to
 from prunekit.criteria import (
     fully_pruned_keep,
@@ -150,10 +152,16 @@ class PruneRegrowMethod(Method):
         self.decided: list[int] = []  # epochs (from 1) at which a plan was decided
         self.rounding = PlanRounding(self.params.round_to, self.params.min_channels)
 
-    # ------------------------------------------------------------------ subclass hook
+    # ------------------------------------------------------------------ subclass hooks
     def select(self, filters: torch.Tensor, n_keep: int, active: list[int], seed: int) -> GroupSelection:
         """Keep `n_keep` of the `active` channels (rows of `filters`); n_keep <= len(active)."""
         raise NotImplementedError
+
+    def group_filters(self, supernet: nn.Module, group: ChannelGroup, plan: ChannelPlan | None,
+                      groups: Sequence[ChannelGroup], inputs: KeptIndices | None = None) -> torch.Tensor | None:
+        """The filters a group is scored by (initial prune, selection, regrowth); CHEX narrows a residual stream
+        to its projection conv. Default: every writer's filters stacked (`readers.group_filters`)."""
+        return group_filters(supernet, group, plan, groups, inputs)
 
     # ------------------------------------------------------------------ hooks
     def _prepare(self, ctx: TrainContext) -> None:
@@ -165,7 +173,7 @@ class PruneRegrowMethod(Method):
         self.groups, self.skipped = [], []
         for group in ctx.groups:
             if (group_gammas(ctx.supernet, group, None) is None
-                    or group_filters(ctx.supernet, group, None, ctx.groups) is None):
+                    or self.group_filters(ctx.supernet, group, None, ctx.groups) is None):
                 self.skipped.append(group.name)  # no BN scale to allocate by, or no conv/linear to select on
             else:
                 self.groups.append(group)
@@ -190,7 +198,7 @@ class PruneRegrowMethod(Method):
         keep: dict[str, list[int]] = {}
         scores: dict[str, torch.Tensor] = {}
         for group in self.groups:
-            filters = group_filters(ctx.supernet, group, None, ctx.groups)
+            filters = self.group_filters(ctx.supernet, group, None, ctx.groups)
             n_keep = max(min(p.min_channels, group.size), initial_keep_count(group.size, sparsity))
             keep[group.name] = l1_filter_select(filters, n_keep)
             scores[group.name] = l1_filter_norms(filters)
@@ -260,7 +268,7 @@ class PruneRegrowMethod(Method):
             active = (plan or ChannelPlan()).kept(group)
             inputs = (kept_indices(supernet, ctx.groups, ChannelPlan(partial)) if feeds[group.name] & decided_now
                       else old_inputs)
-            filters = group_filters(supernet, group, plan, ctx.groups, inputs)
+            filters = self.group_filters(supernet, group, plan, ctx.groups, inputs)
             assert filters is not None
             n_keep = max(floor, n - down[index])
             n_total = max(floor, n - up[index])
