@@ -75,7 +75,8 @@ def table(results: dict[str, list[dict]]) -> str:
     for name, runs in results.items():
         acc = [100 * r["test_accuracy"] for r in runs]
         sd = statistics.stdev(acc) if len(acc) > 1 else 0.0
-        mean = lambda key, runs=runs: statistics.mean(r[key] for r in runs)  # noqa: E731
+        # a method without a sparse cost model (dense: train_flops_ratio() is None) trains at dense cost: 1.0
+        mean = lambda key, runs=runs: statistics.mean(1.0 if r[key] is None else r[key] for r in runs)  # noqa: E731
         time_ratio = f"{mean('train_time_s') / dense_time:.2f}" if dense_time else "-"
         lines.append(f"| {name} | {len(runs)} | {statistics.mean(acc):.2f} ± {sd:.2f}% | {mean('weight_density'):.3f} "
                      f"| {mean('R_s'):.3f} | {mean('train_flops_vs_dense_rigl_model'):.3f} "

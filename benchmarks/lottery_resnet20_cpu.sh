@@ -22,6 +22,13 @@ for mode in finetune reset; do
     fi
     "$PY" -m prunekit lottery "$CFG" --mode "$mode" --out "$ROOT/$mode"
 done
+# fine-tuning at a usable LR: the cosine schedule's final LR is about 0 (4.9e-7), Renda et al. fine-tune at 0.001
+if [[ ! -e "$ROOT/finetune-lr1e-3/level_00/summary.json" ]]; then
+    mkdir -p "$ROOT/finetune-lr1e-3"
+    cp -r "$ROOT/lr_rewind/level_00" "$ROOT/finetune-lr1e-3/"
+    cp "$ROOT/lr_rewind/init.safetensors" "$ROOT/finetune-lr1e-3/"
+fi
+"$PY" -m prunekit lottery "$CFG" --mode finetune --set lottery.finetune_lr=0.001 --out "$ROOT/finetune-lr1e-3"
 for k in 0 1ep 2ep; do
     "$PY" -m prunekit lmc "$CFG" --at "$k" --points 11 --train-batches 16 --set train.epochs=6 --out "$ROOT/lmc-$k"
 done

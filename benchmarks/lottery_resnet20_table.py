@@ -9,7 +9,8 @@ import argparse
 import json
 from pathlib import Path
 
-MODES = {"lr_rewind": "LR rewinding (k = 0)", "finetune": "fine-tuning (final LR)",
+MODES = {"lr_rewind": "LR rewinding (k = 0)", "finetune": "fine-tuning at the schedule's final LR (4.9e-7)",
+         "finetune-lr1e-3": "fine-tuning at LR 0.001 (Renda et al.'s final LR)",
          "reset": "weight rewinding to 0 (reset)"}
 
 
