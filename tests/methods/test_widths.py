@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from tests.methods.test_one_shot import small_cnn
 from tests.methods.test_prune_regrow import set_distinct_gammas, small_ctx
 
 from prunekit import io
@@ -27,7 +28,6 @@ from prunekit.methods.prunetrain import PruneTrain, PruneTrainParams
 from prunekit.methods.reprune import REPrune
 from prunekit.methods.slimming import NetworkSlimming, SlimmingParams
 from prunekit.methods.torch_pruning_baseline import TorchPruningBaseline, TorchPruningParams
-from prunekit.models import create_model
 from prunekit.train.trainer import Trainer
 
 BLOCK = 8
@@ -128,19 +128,8 @@ def test_trainer_run_with_hardware_widths(tmp_path, monkeypatch):
 # ------------------------------------------------------------------ the other channel methods
 
 
-def small_model():
-    torch.manual_seed(0)
-    model = create_model("small_cnn", num_classes=10, in_channels=1)
-    generator = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for i in (1, 2, 3):
-            bn = model.features.get_submodule(f"bn{i}")
-            bn.weight.copy_(torch.randn(bn.weight.shape, generator=generator))
-    return model
-
-
 def one_shot_ctx(policy="all", plan=None):
-    model = small_model()
+    model = small_cnn()
     x = torch.zeros(2, 1, 8, 8)
     return TrainContext(model=model, optimizer=None, steps_per_epoch=1, epochs=5, example_inputs=x, supernet=model,
                         groups=channel_groups(model, x, policy=policy), plan=plan)
@@ -194,7 +183,7 @@ def test_slimming_hardware_rounds_its_cut(tmp_path):
 
 
 def test_prunetrain_round_to_8_never_brings_back_an_earlier_removal():
-    model = small_model()
+    model = small_cnn()
     with torch.no_grad():  # group conv1: channels 3 and 5 sparse on both sides now; 0 removed earlier
         for c in (3, 5):
             model.features.conv1.weight[c] = 5e-5
