@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from prunekit import io
-from prunekit.channels import channel_groups, materialize
+from prunekit.channels import ChannelPlan, channel_groups, materialize
 from prunekit.errors import UserError
 from prunekit.methods.base import TrainContext
 from prunekit.methods.hrank import HRank, HRankParams
@@ -253,3 +253,46 @@ def test_layerwise_ranks_once_reuses_the_first_decisions_ranks():
     assert restored.stored_ranks.keys() == {"features.conv1", "features.conv2"}
     assert np.allclose(restored.stored_ranks["features.conv1"].numpy(), full_ranks[0], atol=1e-5)
     assert torch.equal(restored.stored_ranks["features.conv2"], method.stored_ranks["features.conv2"])
+
+
+GROUPS = ("features.conv1", "features.conv2", "features.conv3")
+
+
+def test_round_to_8_rounds_each_cut_up_with_the_next_highest_ranks():
+    model, data = constructed_model(), batches()
+    ranks = numpy_mean_ranks(model, data)
+    params = {"prune_epoch": 0, "rates": 0.4, "rank_batches": 2, "schedule": "oneshot"}
+    cut = HRank(HRankParams(**params)).on_train_start(context(model, data)).plan
+    rounded = HRank(HRankParams(**params, round_to=8)).on_train_start(context(model, data)).plan
+    groups = context(model, data).groups
+    assert [len(cut.kept(g)) for g in groups] == [10, 20, 39]  # 16, 32, 64 less floor(0.4 * width)
+    assert [len(rounded.kept(g)) for g in groups] == [16, 24, 40]
+    for group, layer_ranks in zip(groups, ranks, strict=True):
+        added = sorted(set(rounded.kept(group)) - set(cut.kept(group)))
+        still_out = sorted(set(range(group.size)) - set(rounded.kept(group)))
+        assert set(cut.kept(group)) <= set(rounded.kept(group))
+        if added and still_out:  # the channels brought back rank at least as high as those left out
+            assert layer_ranks[added].min() >= layer_ranks[still_out].max() - 1e-9, group.name
+
+
+def test_round_to_8_never_brings_back_a_channel_an_earlier_decision_removed():
+    supernet, data = constructed_model(), batches()
+    example = torch.zeros(2, 1, 8, 8)
+    groups = channel_groups(supernet, example, policy="internal")
+    earlier = ChannelPlan({"features.conv1": list(range(1, 16))})  # channel 0 went at an earlier decision
+    subnet = materialize(supernet, earlier, groups)
+    ctx = TrainContext(model=subnet, optimizer=None, steps_per_epoch=1, epochs=5, example_inputs=example,
+                       train_batches=lambda: iter(data), supernet=supernet, groups=groups, plan=earlier)
+    method = HRank(HRankParams(prune_epoch=0, rates={"features.conv1": 3 / 16}, rank_batches=2, schedule="oneshot",
+                               round_to=8))
+    plan, _ = method.make_plan(ctx)
+    # floor(3/16 * 16) = 3 of the full width go, one is already gone: 13 kept, rounded up to 16, capped at the 15
+    assert plan.keep["features.conv1"] == list(range(1, 16))
+
+
+def test_hardware_widths_travel_in_the_state(tmp_path):
+    method = HRank(HRankParams(prune_epoch=0, round_to="hardware"))
+    method.rounding.tables = {"features.conv1": {8: 1e-3, 16: 2e-3}}
+    restored = HRank(HRankParams(prune_epoch=0, round_to="hardware"))
+    restored.load_state_dict(method.state_dict())
+    assert restored.rounding.tables == method.rounding.tables

@@ -236,3 +236,24 @@ def test_jst_rounds_every_sample_and_the_final_plan(tmp_path):
     for record in decisions:
         assert all(c % 8 == 0 or c == sizes[n] for n, c in record["kept"].items()), record["kept"]
     assert decisions[-1]["target_macs_reached"] and summary["macs"] <= 0.5 * summary["dense_macs"]
+
+
+@pytest.mark.parametrize("schedule", ["oneshot", "layerwise"])
+def test_hrank_hardware_lies_on_the_grid_within_the_unrounded_macs(tmp_path, schedule):
+    from tests.methods.test_hrank_method import batches
+
+    from prunekit.methods.hrank import HRank, HRankParams
+
+    def ctx_with_data(method):
+        ctx = one_shot_ctx()
+        data = [(images, labels) for images, labels in batches()]
+        ctx.train_batches = lambda: iter(data)
+        return ctx, method.on_train_start(ctx)
+
+    params = {"prune_epoch": 0, "rates": 0.4, "rank_batches": 2, "schedule": schedule, "groups_per_decision": 9}
+    method = inject(HRank(HRankParams(**params, round_to="hardware")), tmp_path)
+    ctx, decision = ctx_with_data(method)
+    _, unrounded = ctx_with_data(HRank(HRankParams(**params)))
+    assert on_grid(SimpleNamespace(rounding=method.rounding, groups=ctx.groups), decision.plan)
+    assert decision.info["widths_within_budget"]
+    assert subnet_macs(ctx, decision.plan) <= subnet_macs(ctx, unrounded.plan)

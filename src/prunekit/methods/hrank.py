@@ -48,6 +48,11 @@ it (`group_rates_from_convs`):
   `first` (the first writer's rate), `mean` and `max` are there to compare;
 - a group no listed conv writes (a hidden Linear's, or one whose writers are all skipped) keeps every channel.
 A listed conv whose group is not prunable under `policy` has its rate unused (named in the decision info).
+
+`round_to` (`methods.widths`) rounds the groups of each decision after the ranks chose their channels: an integer
+rounds kept counts up to its multiples (the next-highest-rank channels come back), "hardware" moves each count to
+a fast width of this device within the MACs of the unrounded plan. Like the cut itself, the rounding only shrinks:
+it never brings back a channel an earlier decision removed, nor keeps more than the group had.
 """
 
 from __future__ import annotations
@@ -63,6 +68,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.conv import _ConvNd
 
 from prunekit.channels import ChannelGroup, ChannelPlan
+from prunekit.channels.widths import check_round_to
 from prunekit.criteria import collect_feature_map_ranks, hrank_keep, prune_count
 from prunekit.criteria.hrank import DEFAULT_RANK_BATCHES
 from prunekit.errors import UserError
@@ -77,6 +83,7 @@ from prunekit.methods.params import (
     param,
 )
 from prunekit.methods.prune_once import PruneOnceMethod
+from prunekit.methods.widths import ROUND_TO_HELP, PlanRounding, only_within
 
 
 @dataclasses.dataclass
@@ -104,6 +111,9 @@ class HRankParams(ChannelParams):
     policy: Literal["internal", "all"] = param("all", f"{POLICY_HELP}. Default all: the official HRank "
                                                       "prunes every conv of ResNet-56, block outputs included")
     min_channels: int = param(1, MIN_CHANNELS_HELP)
+    round_to: int | Literal["hardware"] = param(1, f"{ROUND_TO_HELP}. Applied to each decision's groups; channels "
+                                                   "added back are the next-highest-rank ones of those the group "
+                                                   "still had")
     schedule: Literal["layerwise", "oneshot"] = param(
         "layerwise", "layerwise: prune groups_per_decision groups (network order) per decision, every interval "
                      "epochs from prune_epoch, as the official code prunes layer by layer with fine-tuning in "
@@ -140,6 +150,7 @@ class HRankParams(ChannelParams):
             check_rates(self.rates_per_conv, "rates_per_conv")
         if self.rank_batches < 1:
             raise UserError(f"method.params.rank_batches must be >= 1, got {self.rank_batches}")
+        check_round_to(self.round_to)
 
 
 STREAM_RULES: dict[str, Callable[[list[float]], float]] = {
@@ -249,6 +260,7 @@ class HRank(PruneOnceMethod):
         self.channel_policy = params.policy
         self.decisions_done = 0  # layerwise: decisions taken so far
         self.stored_ranks: dict[str, torch.Tensor] = {}  # ranks: once, {group name: (full width,) ranks}
+        self.rounding = PlanRounding(params.round_to, params.min_channels)
 
     def group_rates(self, ctx: TrainContext) -> dict[str, float]:
         """{group name: rate} from `rates`, or from `rates_per_conv` through the convs that write each group."""
@@ -321,7 +333,7 @@ class HRank(PruneOnceMethod):
         measured = ({g.name: self.stored_ranks[g.name][plan.kept(g)] for g in chosen} if once
                     else self.measure(ctx, chosen))
         keep = dict(plan.keep)
-        mean_ranks = {}
+        mean_ranks, full_ranks = {}, {}
         for group in chosen:
             kept = plan.kept(group)
             group_ranks = measured[group.name]
@@ -330,13 +342,16 @@ class HRank(PruneOnceMethod):
             n_prune = min(len(kept), max(0, n_prune))
             keep[group.name] = [kept[i] for i in hrank_keep(group_ranks, n_prune, self.params.min_channels)]
             mean_ranks[group.name] = round(float(group_ranks.mean()), 3)
+            full_ranks[group.name] = only_within(scatter_full(group_ranks, group, plan), kept)
+        caps = {g.name: len(plan.kept(g)) for g in chosen}  # the rounding only shrinks, as the cut
+        new_plan, rounding_info = self.rounding.round_once(ctx, ChannelPlan(keep), chosen, full_ranks, caps)
         info: dict[str, Any] = {"mean_rank": mean_ranks, "rank_batches": self.params.rank_batches,
-                                "rates": {g.name: rates[g.name] for g in chosen}}
+                                "rates": {g.name: rates[g.name] for g in chosen}, **rounding_info}
         if self.params.rates_per_conv is not None and self.decisions_done == 0:
             model = ctx.supernet if ctx.supernet is not None else ctx.model
             by_conv = conv_rates(self.params.rates_per_conv, model, self.params.skip_convs)
             info["unused_conv_rates"] = unused_convs(by_conv, ctx.groups)
-        return ChannelPlan(keep), info
+        return new_plan, info
 
     def measure(self, ctx: TrainContext, groups: list[ChannelGroup]) -> dict[str, torch.Tensor]:
         """{group name: rank of each channel the trained model has (kept channels, increasing order)}."""
@@ -358,8 +373,9 @@ class HRank(PruneOnceMethod):
                              if key.startswith("ranks.")}
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "decisions_done": self.decisions_done}
+        return {**super().state_dict(), "decisions_done": self.decisions_done, **self.rounding.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
+        self.rounding.load_state_dict(state)
         self.decisions_done = int(state.get("decisions_done", 1 if self.pruned else 0))
