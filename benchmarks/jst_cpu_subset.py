@@ -7,6 +7,10 @@ presets' scaled to `--epochs`. Prints one markdown table (test accuracy, MACs ra
 search share of JST's time).
 
     OMP_NUM_THREADS=1 python benchmarks/jst_cpu_subset.py --out /work/bench/jst-subset --epochs 15
+
+Side by side on two cores: start one process per run (`--runs dense` on one core, `--runs jst` on the other, e.g.
+with `taskset -c 0` / `-c 1`), then run without `--runs` once both are done; finished runs are read back, not
+re-run, and an interrupted one is resumed.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from prunekit.config import load_config
 from prunekit.train.trainer import Trainer
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+PRESETS = {"dense": "cifar10-resnet20-dense.yaml", "reprune": "reprune-cifar10-resnet20.yaml",
+           "jst": "jst-cifar10-resnet20.yaml"}
 
 
 def overrides(epochs: int, train_subset: int, test_subset: int) -> list[str]:
@@ -61,13 +67,15 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--train-subset", type=int, default=5000)
     parser.add_argument("--test-subset", type=int, default=2000)
+    parser.add_argument("--runs", nargs="+", choices=list(PRESETS), default=list(PRESETS),
+                        help="train only these runs (the table needs dense and jst)")
     args = parser.parse_args()
     import torch
 
     torch.set_num_threads(1)
-    rows = {name: run(name, preset, args.out, args) for name, preset in
-            [("dense", "cifar10-resnet20-dense.yaml"), ("reprune", "reprune-cifar10-resnet20.yaml"),
-             ("jst", "jst-cifar10-resnet20.yaml")]}
+    rows = {name: run(name, PRESETS[name], args.out, args) for name in PRESETS if name in args.runs}
+    if not {"dense", "jst"} <= set(rows):
+        return
     dense = rows["dense"]
     print("| run | test acc | MACs ratio | train time s | vs dense | train FLOPs vs dense |")
     print("|---|---|---|---|---|---|")
