@@ -48,10 +48,10 @@ def run(name: str, preset: str, out: Path, args: argparse.Namespace) -> dict:
     if (run_dir / "summary.json").is_file():
         return io.read_json(run_dir / "summary.json")
     if (run_dir / "config.yaml").is_file():  # interrupted: continue it
-        return Trainer.resume(run_dir, quiet=True).fit()
+        return Trainer.resume(run_dir).fit()
     cfg = load_config(CONFIGS / preset, [*overrides(args.epochs, args.train_subset, args.test_subset),
                                          *method_overrides(name, args.epochs)])
-    return Trainer(cfg, run_dir, quiet=True).fit()
+    return Trainer(cfg, run_dir).fit()  # one line per epoch on stdout
 
 
 def search_seconds(run_dir: Path) -> float:
