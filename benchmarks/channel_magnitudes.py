@@ -4,7 +4,7 @@ For every conv weight in a run's checkpoint: the smallest per-filter (output cha
 max |w|, and how many filters fall below 1e-2 and 1e-3. PruneTrain removes a channel only when every weight of it
 is below its threshold (1e-4) on both sides, so this shows how far a run is from its first removal.
 
-    python benchmarks/channel_magnitudes.py /work/bench/<run>/checkpoints/epoch-0010
+    python benchmarks/channel_magnitudes.py /work/bench/<run>/checkpoints/step-<N>   # one checkpoint directory
 """
 
 from __future__ import annotations
