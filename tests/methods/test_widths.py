@@ -246,7 +246,7 @@ def test_hrank_hardware_lies_on_the_grid_within_the_unrounded_macs(tmp_path, sch
 
     def ctx_with_data(method):
         ctx = one_shot_ctx()
-        data = [(images, labels) for images, labels in batches()]
+        data = batches()
         ctx.train_batches = lambda: iter(data)
         return ctx, method.on_train_start(ctx)
 
