@@ -255,7 +255,6 @@ def test_layerwise_ranks_once_reuses_the_first_decisions_ranks():
     assert torch.equal(restored.stored_ranks["features.conv2"], method.stored_ranks["features.conv2"])
 
 
-
 def test_round_to_8_rounds_each_cut_up_with_the_next_highest_ranks():
     model, data = constructed_model(), batches()
     ranks = numpy_mean_ranks(model, data)
