@@ -90,3 +90,19 @@ def test_committed_suites_resolve(tmp_path, name, dense_preset):
             assert cfg[section] == dense[section], (s.key, section)
         assert {k: v for k, v in cfg["train"].items() if k not in ("seed", "threads", "progress")} == {
             k: v for k, v in dense["train"].items() if k not in ("seed", "threads", "progress")}
+
+
+def test_select_runs_filters_and_orders_by_the_lists_given(tmp_path):
+    from prunekit.bench import select_runs
+
+    path = write_suite(tmp_path, seeds=[0, 1, 2], methods=[{"name": "dense"}, {"preset": "l1.yaml"},
+                                                           {"name": "slimming", "params": {"prune_epoch": 1}}])
+    specs = resolve(path, tmp_path / "out")
+    assert [s.key for s in select_runs(specs)] == [s.key for s in specs]
+    assert [s.key for s in select_runs(specs, seeds=[1])] == ["dense/seed-1", "l1_filter/seed-1", "slimming/seed-1"]
+    chosen = select_runs(specs, seeds=[2, 0], labels=["slimming", "dense"])
+    assert [s.key for s in chosen] == ["slimming/seed-0", "slimming/seed-2", "dense/seed-0", "dense/seed-2"]
+    with pytest.raises(UserError, match="seed 7 is not in the suite"):
+        select_runs(specs, seeds=[7])
+    with pytest.raises(UserError, match="method 'chex' is not in the suite .it has dense, l1_filter, slimming"):
+        select_runs(specs, labels=["chex"])
