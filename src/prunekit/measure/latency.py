@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from prunekit.measure._modes import eval_mode
+from prunekit.memory_format import to_channels_last
 
 
 @dataclass
@@ -110,7 +111,7 @@ def measure_latency(
     """
     device = example_inputs.device
     if channels_last:
-        model = copy.deepcopy(model).to(memory_format=torch.channels_last)
+        model = to_channels_last(copy.deepcopy(model))
         example_inputs = example_inputs.contiguous(memory_format=torch.channels_last)
     with torch_threads(threads) as used_threads, eval_mode(model), torch.no_grad():
         times_ms = _time_calls(lambda: model(example_inputs), device, warmup, repeats)
@@ -138,7 +139,7 @@ def measure_train_step(
     device = example_inputs.device
     trained = copy.deepcopy(model).train()
     if channels_last:
-        trained = trained.to(memory_format=torch.channels_last)
+        trained = to_channels_last(trained)
         example_inputs = example_inputs.contiguous(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(trained.parameters(), lr=lr)
     loss_function = nn.CrossEntropyLoss()

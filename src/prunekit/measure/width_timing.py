@@ -36,6 +36,7 @@ from torch.nn.modules.conv import _ConvNd
 from prunekit.channels.groups_base import ChannelGroup, is_depthwise
 from prunekit.errors import UserError
 from prunekit.io import read_json, write_json
+from prunekit.memory_format import to_channels_last
 
 CACHE_VERSION = 2  # 2: fastest of the rounds (1 took the median)
 ALL_WIDTHS_UP_TO = 64  # every width up to this is timed; wider ones at multiples of WIDE_STEP (see below)
@@ -101,7 +102,9 @@ class LayerOp:
         groups = n if self.vary == "depthwise" else s["groups"]
         conv = nn.Conv2d(in_c, out_c, s["kernel"], s["stride"], s["padding"], s["dilation"], groups, s["bias"])
         x = torch.randn(batch, in_c, *s["hw"], device=device).to(memory_format=memory_format)
-        return conv.to(device).to(memory_format=memory_format), x
+        conv = conv.to(device)
+        # Timed as the trainer runs it: a layer that crashes under channels_last stays NCHW (memory_format.py).
+        return (to_channels_last(conv) if memory_format == torch.channels_last else conv), x
 
 
 def _spec(module: nn.Module, input_shape: Sequence[int]) -> tuple[tuple[str, Any], ...] | None:

@@ -34,6 +34,7 @@ from prunekit.data import BatchLoader, DataSplits, load_data
 from prunekit.data.loader import on_device
 from prunekit.errors import UserError
 from prunekit.measure import TrainingCostLedger, count_macs, count_params
+from prunekit.memory_format import to_channels_last
 from prunekit.methods import build_method
 from prunekit.methods.base import Method
 from prunekit.models import create_model
@@ -209,7 +210,7 @@ class Trainer(LoopHooks):
     def _to_device(self, model: nn.Module) -> nn.Module:
         model = model.to(self.device)
         if self.cfg.train.channels_last:
-            model = model.to(memory_format=torch.channels_last)
+            model = to_channels_last(model)
         return model
 
     def _configure_torch(self) -> None:
