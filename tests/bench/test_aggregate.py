@@ -72,3 +72,21 @@ def test_unfinished_runs_are_listed_and_left_out(tmp_path):
     bench = build_bench(suite, specs, tmp_path)
     assert bench["missing"] == ["l1/seed-1"]
     assert bench["methods"][1]["stats"]["test_accuracy"]["n"] == 1
+
+
+def test_weight_sparse_runs_report_density_rs_and_sparse_flops(tmp_path):
+    dense = make_run(tmp_path / "dense", epochs=4, seconds=2.0)
+    updates = [{"kind": "update", "step": s, "epoch": 1, "method": "rigl", "density": 0.1, "itop_rate": r}
+               for s, r in ((4, 0.2), (8, 0.31))]
+    rigl = make_run(tmp_path / "rigl", method="rigl", epochs=4, seconds=1.9, extra=updates)
+    summary = io.read_json(rigl / "summary.json")
+    summary.update(weight_density=0.1004, sparse_train_flops=int(0.18 * summary["train_flops"]),
+                   sparse_train_flops_ratio=0.18)
+    io.write_json(rigl / "summary.json", summary)
+    m = run_metrics(rigl, dense)
+    assert m["weight_density"] == 0.1004 and m["itop_rate"] == 0.31  # the last update's R_s
+    dense_flops = io.read_json(dense / "summary.json")["train_flops"]
+    assert m["train_flops_ratio"] == pytest.approx(int(0.18 * dense_flops) / dense_flops)  # same architecture
+    assert m["train_time_ratio"] == pytest.approx(1.9 / 2.0)
+    plain = run_metrics(dense, dense)
+    assert "weight_density" not in plain and plain["train_flops_ratio"] == 1.0

@@ -106,3 +106,17 @@ def test_select_runs_filters_and_orders_by_the_lists_given(tmp_path):
         select_runs(specs, seeds=[7])
     with pytest.raises(UserError, match="method 'chex' is not in the suite .it has dense, l1_filter, slimming"):
         select_runs(specs, labels=["chex"])
+
+
+def test_the_dst_suite_resolves_to_the_presets_with_the_dense_settings(tmp_path):
+    specs = resolve(ROOT / "benchmarks" / "suites" / "dst-cpu-tier.yaml", tmp_path)
+    by_key = {s.key: s for s in specs}
+    assert len(specs) == 21
+    assert by_key["rigl-uniform/seed-0"].config.method.params["distribution"] == "uniform"
+    assert by_key["rigl-erk/seed-0"].config.method.params == load_config(
+        ROOT / "configs" / "rigl-cifar10-resnet20.yaml").method.params
+    assert {s.config.method.params.get("sparsity") for s in specs if s.label != "dense"} == {0.9}
+    dense = load_config(ROOT / "configs" / "cifar10-resnet20-dense.yaml").to_dict()
+    for s in specs:
+        assert {k: s.config.to_dict()[k] for k in ("data", "model", "optim", "schedule")} == {
+            k: dense[k] for k in ("data", "model", "optim", "schedule")}

@@ -34,3 +34,21 @@ def test_rows_and_marks(tmp_path):
 
 def test_si():
     assert [si(v) for v in (999, 40_813_184, 1.5e12, 0.5)] == ["999", "40.8M", "1.5T", "0.5"]
+
+
+def test_density_and_rs_columns_appear_only_with_a_weight_sparse_row(tmp_path):
+    from fake_runs import make_run, spec
+
+    from prunekit import io
+    from prunekit.bench.aggregate import build_bench
+
+    assert "R_s" not in markdown_table(make_bench(tmp_path / "plain", {"dense": [0.9], "l1": [0.8]}))
+    dense = make_run(tmp_path / "dense" / "seed-0")
+    rigl = make_run(tmp_path / "rigl" / "seed-0", method="rigl", extra=[
+        {"kind": "update", "step": 4, "epoch": 0, "method": "rigl", "density": 0.1, "itop_rate": 0.25}])
+    io.write_json(rigl / "summary.json", {**io.read_json(rigl / "summary.json"), "weight_density": 0.1})
+    suite = type("Suite", (), {"name": "s", "description": "", "reference": "dense", "seeds": [0], "budget": {}})
+    table = markdown_table(build_bench(suite, [spec("dense", 0, dense), spec("rigl", 0, rigl)], tmp_path))
+    header = [c.strip() for c in table.splitlines()[0].strip("|").split("|")]
+    assert header[7:9] == ["weight density", "R_s"]
+    assert cells(table, "rigl")[7:9] == ["0.100", "0.250"] and cells(table, "dense")[7:9] == ["1", "1"]

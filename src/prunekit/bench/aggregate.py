@@ -21,7 +21,10 @@ METRICS: dict[str, str] = {
     "macs": "MACs per sample of one forward pass of the final network",
     "macs_reduction": "1 - MACs / dense MACs (the run's own supernet)",
     "params_reduction": "1 - params / dense params",
-    "train_flops_ratio": "training FLOPs / the reference run's with the same seed",
+    "weight_density": "nonzero fraction of the masked weights at the end (weight-sparse methods only)",
+    "itop_rate": "R_s: fraction of the maskable weights ever active (the last DST update's itop_rate)",
+    "train_flops_ratio": "training FLOPs / the reference run's with the same seed (weight-sparse methods: the "
+                         "sparse network's FLOPs by RigL's cost model, summary.json's sparse_train_flops)",
     "train_time_ratio": "measured training time (sum of training-loop time per epoch) / the reference run's",
     "final_epoch_s": "median seconds per epoch over the epochs that trained the final network (within 2% of its MACs)",
     "final_epoch_ratio": "final_epoch_s / the reference run's median over the same epochs",
@@ -40,6 +43,14 @@ def final_network_epochs(epochs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [r for r in epochs if r["macs"] <= FINAL_TOLERANCE * final]
 
 
+def last_itop_rate(run_dir: Path) -> float | None:
+    """R_s of the last DST update record (None when the run made none)."""
+    path = run_dir / "metrics.jsonl"
+    rates = [r["itop_rate"] for r in io.read_jsonl(path) if r.get("kind") == "update" and "itop_rate" in r] \
+        if path.is_file() else []
+    return rates[-1] if rates else None
+
+
 def run_metrics(run_dir: Path, reference: Path | None) -> dict[str, Any] | None:
     """The METRICS of one finished run (None when it has no summary.json yet)."""
     if not (run_dir / "summary.json").is_file():
@@ -49,15 +60,18 @@ def run_metrics(run_dir: Path, reference: Path | None) -> dict[str, Any] | None:
     out: dict[str, Any] = {
         "test_accuracy": s["test_accuracy"], "macs": s["macs"], "params": s["params"],
         "macs_reduction": 1.0 - s["macs"] / s["dense_macs"], "params_reduction": 1.0 - s["params"] / s["dense_params"],
-        "train_flops": s["train_flops"], "train_time_s": s["train_time_s"],
+        "train_flops": s.get("sparse_train_flops", s["train_flops"]), "train_time_s": s["train_time_s"],
     }
+    if "weight_density" in s:
+        out["weight_density"] = s["weight_density"]
+        out["itop_rate"] = last_itop_rate(run_dir)
     final = final_network_epochs(epochs) if epochs else []
     if final:
         out["final_epoch_s"] = statistics.median(r["epoch_time_s"] for r in final)
         out["final_epochs"] = [final[0]["epoch"], final[-1]["epoch"]]
     ref = io.read_json(reference / "summary.json") if reference and (reference / "summary.json").is_file() else None
     if ref is not None:
-        out["train_flops_ratio"] = s["train_flops"] / ref["train_flops"]
+        out["train_flops_ratio"] = out["train_flops"] / ref.get("sparse_train_flops", ref["train_flops"])
         out["train_time_ratio"] = s["train_time_s"] / ref["train_time_s"]
         ref_times = {r["epoch"]: r["epoch_time_s"] for r in epoch_records(reference)}
         same = [ref_times[r["epoch"]] for r in final if r["epoch"] in ref_times]

@@ -68,15 +68,25 @@ def _budget(row: dict[str, Any]) -> str:
     return ", ".join(f"{k}={row['params'][k]}" for k in keys) if keys else "own"
 
 
+def _sparse_cells(row: dict[str, Any]) -> list[str]:
+    """Weight density and R_s; "1" for a row without weight masks (every weight active)."""
+    s = row["stats"]
+    if s["weight_density"]["mean"] is None:
+        return ["1", "1"] if s["test_accuracy"]["mean"] is not None else ["-", "-"]
+    return [mean_sd(s["weight_density"], lambda x: f"{x:.3f}"), mean_sd(s["itop_rate"], lambda x: f"{x:.3f}")]
+
+
 def markdown_table(bench: dict[str, Any]) -> str:
     rows = bench["methods"]
     ref_label = bench["reference"]
     ref = next(r for r in rows if r["label"] == ref_label)
+    sparse = any(r["stats"]["weight_density"]["mean"] is not None for r in rows)  # columns only when some row has
     lines = [
         f"| method | budget | seeds | test acc | acc vs {ref_label} | MACs (reduction) | params reduction "
-        f"| train FLOPs vs {ref_label} | train time vs {ref_label} | s/epoch, final net "
+        + ("| weight density | R_s " if sparse else "")
+        + f"| train FLOPs vs {ref_label} | train time vs {ref_label} | s/epoch, final net "
         f"| final-net epoch vs {ref_label} |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---|---:|---:|---:|---:|---:|" + ("---:|---:|" if sparse else "") + "---:|---:|---:|---:|",
     ]
     for row in rows:
         s, label = row["stats"], row["label"]
@@ -85,7 +95,7 @@ def markdown_table(bench: dict[str, Any]) -> str:
         cells = [
             label if label == row["method"] else f"{label} ({row['method']})", _budget(row),
             str(s["test_accuracy"]["n"]), mean_sd(s["test_accuracy"], pct, _pp), _delta(bench, row, ref), macs,
-            mean_sd(s["params_reduction"], pct1, _pp1),
+            mean_sd(s["params_reduction"], pct1, _pp1), *(_sparse_cells(row) if sparse else []),
             mean_sd(s["train_flops_ratio"], ratio) + _mark(bench, label, "train_flops_ratio", ref_label),
             mean_sd(s["train_time_ratio"], ratio) + _mark(bench, label, "train_time_ratio", ref_label),
             mean_sd(s["final_epoch_s"], seconds),
@@ -94,7 +104,10 @@ def markdown_table(bench: dict[str, Any]) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", f"mean ± sample sd over seeds (sd in percentage points for percentages). `*`: the difference "
                   f"from {ref_label} is larger than the spread ({bench['spread_rule']}). `budget`: the suite's "
-                  f"budget as given to the method; `own`: the method's own parameters set how much it prunes."]
+                  f"budget as given to the method; `own`: the method's own parameters set how much it prunes."
+                  + (" Weight density and R_s (fraction of weights ever active) for weight-sparse methods; "
+                     "their train FLOPs count the sparse network (RigL's cost model), their time is measured "
+                     "(masked dense kernels)." if sparse else "")]
     lines += ["", *pairwise_lines(bench)]
     if bench["missing"]:
         lines += ["", f"Not finished (left out of the figures): {', '.join(bench['missing'])}."]
