@@ -9,6 +9,9 @@ epochs; "data share" is the time spent fetching batches (augmentation included) 
 The second table compares time per epoch under each run's final network (the epochs whose network was within 2% of
 the final MACs) with the dense run's median over the same epochs, beside the MACs ratio of that network: the
 closer "time ratio" is to "MACs ratio", the better physical compaction turned fewer MACs into less time.
+
+The third table does the same within each run (its full-width epochs against its final-network epochs), which
+still holds when the dense reference was timed in another period or on another machine.
 """
 
 from __future__ import annotations
@@ -55,6 +58,22 @@ def final_network_row(run: Path, dense_run: Path) -> str:
             f"| {dense_median:.1f} | {median / dense_median:.2f} |")
 
 
+def within_run_row(run: Path) -> str:
+    """Median s/epoch of the run's widest epochs (full width, or the initial plan of a method that prunes at the
+    start) against its final-network epochs: the same process and
+    period, so it holds when the dense reference ran on another machine. "-" when no epoch ran at full width."""
+    epochs = records(run, "epoch")
+    full_macs = max(r["macs"] for r in epochs)
+    final_macs = epochs[-1]["macs"]
+    full = [r["epoch_time_s"] for r in epochs if r["macs"] == full_macs and full_macs > 1.02 * final_macs]
+    final = [r["epoch_time_s"] for r in epochs if r["macs"] <= 1.02 * final_macs]
+    if not full:
+        return f"| {run.name} | - | - | - | - | - |"
+    ratio = statistics.median(final) / statistics.median(full)
+    return (f"| {run.name} | {len(full)} | {statistics.median(full):.1f} | {statistics.median(final):.1f} "
+            f"| {final_macs / full_macs:.2f} | {ratio:.2f} |")
+
+
 def main(paths: list[str]) -> None:
     runs = [Path(p) for p in paths]
     if not runs:
@@ -71,6 +90,12 @@ def main(paths: list[str]) -> None:
     print("|---|---|---:|---:|---:|---:|")
     for run in runs[1:]:
         print(final_network_row(run, runs[0]))
+    print()
+    print("| run | epochs at its widest | their s/epoch | final-network s/epoch | MACs, final / widest "
+          "| time, final / widest |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for run in runs[1:]:
+        print(within_run_row(run))
 
 
 if __name__ == "__main__":
