@@ -36,9 +36,10 @@ def test_which_convs_are_kept_nchw(width, unsafe):
     assert SAFE_IN_CHANNELS == 8
 
 
-def test_converting_twice_registers_one_hook():
+def test_converting_twice_registers_one_hook_and_keeps_the_weight_nchw():
     net = to_channels_last(to_channels_last(narrow_shortcut_net(4)))
     assert len(net[3]._forward_pre_hooks) == 1
+    assert net[3].weight.stride() == (4, 1, 1, 1)
 
 
 def test_outputs_and_gradients_equal_the_nchw_model():

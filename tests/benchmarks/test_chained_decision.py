@@ -1,6 +1,6 @@
 """benchmarks/chained_decision.py on a tiny REPrune run over a plain conv chain (small_cnn): the replay reports
 every group, and a group whose filters read no other group's channels (the first conv) is decided the same
-under both input rules, while the chained rule's kept sets are those of an ordinary decision."""
+under both input rules."""
 
 import json
 import subprocess

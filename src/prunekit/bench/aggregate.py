@@ -43,11 +43,9 @@ def final_network_epochs(epochs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [r for r in epochs if r["macs"] <= FINAL_TOLERANCE * final]
 
 
-def last_itop_rate(run_dir: Path) -> float | None:
+def last_itop_rate(records: list[dict[str, Any]]) -> float | None:
     """R_s of the last DST update record (None when the run made none)."""
-    path = run_dir / "metrics.jsonl"
-    rates = [r["itop_rate"] for r in io.read_jsonl(path) if r.get("kind") == "update" and "itop_rate" in r] \
-        if path.is_file() else []
+    rates = [r["itop_rate"] for r in records if r.get("kind") == "update" and "itop_rate" in r]
     return rates[-1] if rates else None
 
 
@@ -56,7 +54,9 @@ def run_metrics(run_dir: Path, reference: Path | None) -> dict[str, Any] | None:
     if not (run_dir / "summary.json").is_file():
         return None
     s = io.read_json(run_dir / "summary.json")
-    epochs = epoch_records(run_dir)
+    path = run_dir / "metrics.jsonl"
+    records = io.read_jsonl(path) if path.is_file() else []
+    epochs = [r for r in records if r.get("kind") == "epoch"]
     out: dict[str, Any] = {
         "test_accuracy": s["test_accuracy"], "macs": s["macs"], "params": s["params"],
         "macs_reduction": 1.0 - s["macs"] / s["dense_macs"], "params_reduction": 1.0 - s["params"] / s["dense_params"],
@@ -64,7 +64,7 @@ def run_metrics(run_dir: Path, reference: Path | None) -> dict[str, Any] | None:
     }
     if "weight_density" in s:
         out["weight_density"] = s["weight_density"]
-        out["itop_rate"] = last_itop_rate(run_dir)
+        out["itop_rate"] = last_itop_rate(records)
     final = final_network_epochs(epochs) if epochs else []
     if final:
         out["final_epoch_s"] = statistics.median(r["epoch_time_s"] for r in final)
