@@ -91,6 +91,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats of the whole decision")
     parser.add_argument("--sparsity", type=float, default=0.5, help="layer sparsity s^l of every conv")
     parser.add_argument("--layers", default="", help="only convs whose name contains this (e.g. layer4)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="processes for the new path's multi-dimensional (3x3) clusterings (reprune_keep workers)")
     parser.add_argument("--json", default="", help="also write the figures to this JSON file")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -104,7 +106,7 @@ def main() -> None:
                 if path == "old":
                     runs[path] = timed(keep_before, weight, n_keep, repeat)
                 else:
-                    runs[path] = timed(reprune_keep, weight, n_keep, repeat)
+                    runs[path] = timed(reprune_keep, weight, n_keep, repeat, None, args.workers)
                 times[name][path].append(runs[path][0])
             new = runs["new"][1]
             if (new.pick_order, new.cut_height, new.clusters_per_channel) != runs["old"][1]:
@@ -114,7 +116,8 @@ def main() -> None:
     def spread(values: list[float]) -> str:
         return f"{statistics.median(values):7.3f} [{min(values):.3f}-{max(values):.3f}]"
 
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, 1 thread; "
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, 1 thread, "
+          f"new path with {args.workers} worker process(es); "
           f"python {platform.python_version()}, numpy {np.__version__}, torch {torch.__version__}")
     print(f"{'conv':22} {'shape':18} {'old s (median [min-max])':>28} {'new s':>24} {'speed-up':>8}")
     for name, weight in convs:
@@ -126,7 +129,8 @@ def main() -> None:
     print(f"{'whole decision':41} {spread(whole['old']):>28} {spread(whole['new']):>24} {speedup:8.2f}")
     if args.json:
         with open(args.json, "w") as handle:
-            json.dump({"sparsity": args.sparsity, "repeats": args.repeats, "per_layer": times, "whole": whole}, handle)
+            json.dump({"sparsity": args.sparsity, "repeats": args.repeats, "workers": args.workers,
+                       "per_layer": times, "whole": whole}, handle)
 
 
 if __name__ == "__main__":

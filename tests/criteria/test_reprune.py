@@ -318,3 +318,23 @@ def test_scalar_kernel_distances_are_bit_equal_to_pdist():
             assert np.array_equal(_condensed_distances(points), pdist(points))
     points = data.normal(size=(20, 9))
     assert np.array_equal(_condensed_distances(points), pdist(points))
+
+
+def test_worker_processes_give_the_same_selection(monkeypatch):
+    from prunekit.criteria import reprune
+
+    pools = []
+
+    class RecordingPool(reprune.ProcessPoolExecutor):
+        def __init__(self, workers, **kwargs):
+            pools.append(workers)
+            super().__init__(workers, **kwargs)
+
+    monkeypatch.setattr(reprune, "PARALLEL_MIN_WORK", 1)
+    monkeypatch.setattr(reprune, "ProcessPoolExecutor", RecordingPool)
+    weight = torch.randn(24, 10, 3, 3, generator=torch.Generator().manual_seed(7))
+    alone = reprune_keep(weight, 9, seed=2)
+    shared = reprune_keep(weight, 9, seed=2, workers=3)
+    assert pools == [3]
+    assert (shared.pick_order, shared.cut_height, shared.clusters_per_channel) == (
+        alone.pick_order, alone.cut_height, alone.clusters_per_channel)

@@ -34,9 +34,10 @@ class REPrune(PruneRegrowMethod):
 
         min_channels is already folded into n_keep; groups allocated s^l = 1 never get here
         (`PruneRegrowMethod.decide` keeps their `criteria.fully_pruned_keep` filters).
-        Coverage: covered clusters over all clusters of the active input channels (Fig. 3).
+        Coverage: covered clusters over all clusters of the active input channels (Fig. 3). The clustering
+        of a large layer uses as many worker processes as torch has threads (`train.threads`).
         """
-        result = reprune_keep(filters, n_keep, seed=seed, active=active)
+        result = reprune_keep(filters, n_keep, seed=seed, active=active, workers=torch.get_num_threads())
         total = sum(result.clusters_per_channel)
         covered = None if result.coverage_rate is None else result.coverage_rate * total
         return GroupSelection(result.kept, covered, total)
